@@ -1,0 +1,3 @@
+"""Shared pytest configuration. Lab fixtures live in tests/lab/ and are registered here."""
+
+from __future__ import annotations

@@ -1,0 +1,74 @@
+"""Fakes for unit tests (the integration suite uses the real lab instead)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tlspolicy.dnsdata import DnsAnswer, Record
+from tlspolicy.errors import DnsError
+from tlspolicy.trace import Trace, TraceEvent
+
+
+@dataclass
+class FakeDns:
+    """A table-driven DnsClient.
+
+    ``answers[(name, rdtype)]`` is a DnsAnswer or a DnsError to raise. Names not in the
+    table give a NXDOMAIN answer whose ``secure`` flag is ``default_secure``. Every query is
+    counted in ``queries`` so tests can check coalescing and "no lookup" rules.
+    """
+
+    answers: dict[tuple[str, str], DnsAnswer | DnsError] = field(default_factory=dict)
+    default_secure: bool = True
+    queries: list[tuple[str, str]] = field(default_factory=list)
+
+    def set(
+        self,
+        name: str,
+        rdtype: str,
+        records: list[Record] | tuple[Record, ...] = (),
+        *,
+        secure: bool = True,
+        ttl: int = 300,
+        rcode: str = "NOERROR",
+        cnames: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        canonical = cnames[-1][1] if cnames else name
+        self.answers[(name, rdtype)] = DnsAnswer(
+            qname=name,
+            rdtype=rdtype,
+            rcode=rcode,
+            secure=secure,
+            cnames=cnames,
+            canonical_name=canonical,
+            records=tuple(records),
+            ttl=ttl,
+        )
+
+    def fail(self, name: str, rdtype: str, kind: str = "servfail") -> None:
+        self.answers[(name, rdtype)] = DnsError(kind, "fake failure", name=name, rdtype=rdtype)
+
+    async def query(self, name: str, rdtype: str, *, trace: Trace | None = None) -> DnsAnswer:
+        self.queries.append((name, rdtype))
+        found = self.answers.get((name, rdtype))
+        if found is None:
+            found = DnsAnswer(
+                qname=name,
+                rdtype=rdtype,
+                rcode="NXDOMAIN",
+                secure=self.default_secure,
+                cnames=(),
+                canonical_name=name,
+                records=(),
+                ttl=300,
+            )
+        if isinstance(found, DnsError):
+            if trace is not None:
+                trace.add(TraceEvent("dns", name, rdtype, "error"))
+            raise found
+        if trace is not None:
+            trace.add(TraceEvent("dns", name, rdtype, found.status, found.ttl))
+        return found
+
+    async def aclose(self) -> None:
+        return None
