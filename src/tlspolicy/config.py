@@ -159,7 +159,7 @@ class _Section:
 
     def get(self, name: str, default: T, check: Callable[[str, Any], T]) -> T:
         self.used.add(name)
-        if name not in self.data or self.data[name] is None and default is None:
+        if name not in self.data or (self.data[name] is None and default is None):
             return default
         return check(self.key(name), self.data[name])
 
@@ -258,7 +258,7 @@ def parse_nameserver(key: str, value: Any) -> tuple[str, int]:
         raise ConfigError(f"{key}: must be an address such as 127.0.0.1 or 127.0.0.1:53")
     host, port = value, 53
     if value.startswith("["):
-        host, sep, port_text = value[1:].partition("]")
+        host, _, port_text = value[1:].partition("]")
         if port_text:
             if not port_text.startswith(":") or not port_text[1:].isdigit():
                 raise ConfigError(f"{key}: expected [addr]:port")
@@ -387,12 +387,16 @@ def _cache(data: Any) -> CacheConfig:
     )
     if backend in ("redis", "postgres") and not config.url:
         raise ConfigError(f"cache.url: required for the {backend} backend")
-    if backend == "redis" and config.url and not config.url.startswith(
-        ("redis://", "rediss://", "redis+sentinel://", "unix://")
+    if (
+        backend == "redis"
+        and config.url
+        and not config.url.startswith(("redis://", "rediss://", "redis+sentinel://", "unix://"))
     ):
         raise ConfigError("cache.url: must start with redis://, rediss://, redis+sentinel://")
-    if backend == "postgres" and config.url and not config.url.startswith(
-        ("postgresql://", "postgres://")
+    if (
+        backend == "postgres"
+        and config.url
+        and not config.url.startswith(("postgresql://", "postgres://"))
     ):
         raise ConfigError("cache.url: must start with postgresql://")
     s.finish()

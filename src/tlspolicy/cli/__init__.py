@@ -1,0 +1,1 @@
+"""The ``tlspolicy`` command line."""

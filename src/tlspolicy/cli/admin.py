@@ -1,0 +1,164 @@
+"""``tlspolicy cache ...``: look at and manage the configured cache, also while serving.
+
+With sqlite the server and these commands share the file (WAL); with Redis/PostgreSQL they
+share the server's database. A running server sees purges after its hot-layer staleness
+bound (``cache.hot_ttl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from tlspolicy.app import build_app
+from tlspolicy.cache.entry import CacheEntry
+from tlspolicy.config import Config, MapProfile
+from tlspolicy.dane.result import DaneLevel, DaneResult
+from tlspolicy.decision import decide_dane_first
+from tlspolicy.errors import ProtocolError
+from tlspolicy.mtasts.state import sts_view
+from tlspolicy.socketmap.answer import format_reply
+from tlspolicy.socketmap.keys import normalize_key
+
+WARM_CONCURRENCY = 16
+
+
+def add_parsers(sub: Any) -> None:
+    cache = sub.add_parser("cache", help="inspect and manage the policy cache")
+    cache.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
+    actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="list cached domains")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="show one cached entry")
+    show.add_argument("domain")
+    purge = actions.add_parser("purge", help="remove one domain, or everything")
+    purge.add_argument("domain", nargs="?")
+    export = actions.add_parser("export", help="print current answers in Postfix texthash format")
+    export.add_argument("--map", default=None, help="profile used to format answers")
+    warm = actions.add_parser("warm", help="resolve the domains listed in FILE now")
+    warm.add_argument("file", help="one domain per line ('-' for stdin); # comments allowed")
+    warm.add_argument("--map", default=None)
+
+
+def cached_reply(entry: CacheEntry, profile: MapProfile, config: Config, now: float) -> str | None:
+    """The answer the server would give from this entry alone, or None if it would look up."""
+    dane = entry.dane.result if entry.dane is not None and entry.dane.fresh(now) else None
+    if not config.dane.enabled:
+        dane = DaneResult(DaneLevel.NONE, "DANE disabled", 0)
+    if dane is None:
+        return None
+    if dane.level is not DaneLevel.NONE:
+        return format_reply(decide_dane_first(entry.domain, dane, None, profile), profile)
+    if entry.sts is None:
+        return None
+    view = sts_view(entry.sts, now, recheck_interval=config.mta_sts.recheck_interval)
+    return format_reply(decide_dane_first(entry.domain, dane, view, profile), profile)
+
+
+def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
+    data = entry.to_json()
+    if entry.dane is not None:
+        data["dane"]["expires_in"] = round(entry.dane.expires_at - now)
+    data["keep_until_in"] = round(entry.keep_until() - now)
+    return data
+
+
+def _profile(config: Config, name: str | None) -> MapProfile:
+    profile = config.profile(name or next(iter(config.maps)))
+    if profile is None:
+        raise SystemExit(f"tlspolicy: unknown map {name}")
+    return profile
+
+
+async def run(config: Config, args: argparse.Namespace) -> int:
+    app = await build_app(config)
+    try:
+        cache = app.cache
+        now = time.time()
+        if args.action == "list":
+            entries = sorted(await cache.entries(), key=lambda e: e.domain)
+            profile = _profile(config, None)
+            if args.json:
+                print(json.dumps([_describe(e, now) for e in entries], indent=2))
+            else:
+                for entry in entries:
+                    reply = (
+                        cached_reply(entry, profile, config, now)
+                        or "(expired: next query looks up)"
+                    )
+                    print(f"{entry.domain:<40} hits={entry.hits:<6} {reply}")
+            return 0
+        if args.action == "show":
+            domain = _domain(args.domain)
+            found = await cache.get(domain)
+            if found is None:
+                print(f"{domain}: not cached", file=sys.stderr)
+                return 1
+            print(json.dumps(_describe(found, now), indent=2))
+            return 0
+        if args.action == "purge":
+            if args.domain:
+                removed = await cache.delete(_domain(args.domain))
+                print(f"{args.domain}: {'removed' if removed else 'not cached'}")
+            else:
+                print(f"removed {await cache.purge()} entries")
+            return 0
+        if args.action == "export":
+            profile = _profile(config, args.map)
+            for entry in sorted(await cache.entries(), key=lambda e: e.domain):
+                answer = cached_reply(entry, profile, config, now)
+                if answer is not None and answer.startswith("OK "):
+                    print(f"{entry.domain} {answer[3:]}")
+            return 0
+        if args.action == "warm":
+            return await _warm(app.service, config, args)
+        return 2
+    finally:
+        await app.aclose()
+
+
+def _read_lines(path: str) -> list[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except OSError as exc:
+        raise SystemExit(f"tlspolicy: {path}: {exc.strerror or exc}") from None
+
+
+def _domain(text: str) -> str:
+    try:
+        parsed = normalize_key(text)
+    except ProtocolError as exc:
+        raise SystemExit(f"tlspolicy: {exc}") from None
+    if parsed.domain is None:
+        raise SystemExit(f"tlspolicy: {text}: {parsed.why}")
+    return parsed.domain
+
+
+async def _warm(service: Any, config: Config, args: argparse.Namespace) -> int:
+    names = [line.split("#", 1)[0].strip() for line in _read_lines(args.file)]
+    profile = _profile(config, args.map)
+    slots = asyncio.Semaphore(WARM_CONCURRENCY)
+    failures = 0
+
+    async def one(name: str) -> None:
+        nonlocal failures
+        async with slots:
+            parsed = normalize_key(name)
+            if parsed.domain is None:
+                print(f"{name}: skipped ({parsed.why})")
+                return
+            resolution = await service.resolve(parsed.domain, profile)
+            reply = format_reply(resolution.decision, profile)
+            if reply.startswith("TEMP"):
+                failures += 1
+            print(f"{parsed.domain}: {reply}")
+
+    await asyncio.gather(*(one(n) for n in names if n))
+    return 75 if failures else 0

@@ -1,0 +1,131 @@
+"""``tlspolicy query``: decide one domain with the server's own code and show why."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tlspolicy.app import App
+from tlspolicy.errors import ProtocolError
+from tlspolicy.mtasts.lookup import refresh_sts
+from tlspolicy.mtasts.state import StsState
+from tlspolicy.socketmap.answer import NOTFOUND, format_reply, perm
+from tlspolicy.socketmap.keys import normalize_key
+from tlspolicy.trace import Trace
+
+
+async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": key, "map": map_name}
+    profile = app.config.profile(map_name)
+    if profile is None:
+        out.update(reply=perm(f"unknown map {map_name}"), verdict="perm", reason="unknown map")
+        return out
+    out["profile"] = {
+        "tlsrpt": profile.tlsrpt,
+        "strict_testing": profile.strict_testing,
+        "servername": profile.servername,
+    }
+    try:
+        parsed = normalize_key(key)
+    except ProtocolError as exc:
+        out.update(reply="(connection closed)", verdict="malformed", reason=str(exc))
+        return out
+    if parsed.domain is None:
+        out.update(reply=NOTFOUND, verdict="notfound", reason=f"no lookup: {parsed.why}")
+        return out
+    domain = parsed.domain
+    out["domain"] = domain
+    trace = Trace()
+    started = time.monotonic()
+    resolution = await app.service.resolve(domain, profile, trace=trace)
+    out["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+    decision = resolution.decision
+    out.update(
+        reply=format_reply(decision, profile),
+        verdict=decision.verdict.value,
+        reason=decision.reason,
+    )
+    if resolution.dane is not None:
+        out["dane"] = resolution.dane.to_json()
+    sts_state = resolution.sts_state
+    if sts_state is None:
+        # DANE decided, so the server did not need MTA-STS; look anyway, to show it.
+        sts_state = await refresh_sts(
+            domain,
+            None,
+            dns=app.dns,
+            fetcher=app.fetcher,
+            now=time.time(),
+            fetch_backoff=app.config.mta_sts.fetch_backoff,
+            trace=trace,
+        )
+        out["mta_sts_note"] = "not used: DANE takes precedence (RFC 8461 §2)"
+    out["mta_sts"] = _sts_summary(sts_state)
+    out["lookups"] = [event.as_dict() for event in trace.events]
+    return out
+
+
+def _sts_summary(state: StsState) -> dict[str, Any]:
+    summary: dict[str, Any] = {"record_id": state.record_id}
+    if state.policy is not None:
+        summary.update(
+            policy_id=state.policy_id,
+            mode=state.policy.mode.value,
+            max_age=state.policy.max_age,
+            mx=list(state.policy.mx),
+            policy=state.policy.text,
+        )
+    if state.error:
+        summary.update(error=state.error, error_kind=state.error_kind)
+    return summary
+
+
+def print_explanation(out: dict[str, Any]) -> None:
+    lines = [f"key:      {out['key']}  (map {out['map']})"]
+    if "domain" in out:
+        lines.append(f"domain:   {out['domain']}")
+    lines.append(f"reply:    {out['reply']}")
+    lines.append(f"verdict:  {out['verdict']}: {out['reason']}")
+    dane = out.get("dane")
+    if dane:
+        secure = {True: "secure", False: "insecure", None: "unknown"}[dane.get("mx_secure")]
+        lines.append(
+            f"DANE:     {dane['level']} (MX {secure}, ttl {dane['ttl']}s): {dane['reason']}"
+        )
+        for host in dane.get("hosts", []):
+            tlsa = host.get("tlsa_status") or "not looked up"
+            counts = (
+                f" usable={host['usable']} unusable={host['unusable']}"
+                if host.get("tlsa_name")
+                else ""
+            )
+            detail = f" ({host['detail']})" if host.get("detail") else ""
+            lines.append(
+                f"  {host['host']}: address {host['address_status']}, TLSA {tlsa}{counts}{detail}"
+            )
+    sts = out.get("mta_sts")
+    if sts is not None:
+        note = f" [{out['mta_sts_note']}]" if "mta_sts_note" in out else ""
+        if "mode" in sts:
+            lines.append(
+                f"MTA-STS:  mode {sts['mode']}, id {sts['policy_id']}, max_age {sts['max_age']}, "
+                f"mx {', '.join(sts['mx'])}{note}"
+            )
+        else:
+            lines.append(f"MTA-STS:  no policy (TXT id {sts.get('record_id')}){note}")
+        if sts.get("error"):
+            lines.append(f"  last error ({sts.get('error_kind')}): {sts['error']}")
+    lookups = out.get("lookups", [])
+    if lookups:
+        lines.append("lookups:")
+        for event in lookups:
+            ttl = f" ttl={event['ttl']}" if "ttl" in event else ""
+            ms = f" {event['elapsed_ms']:.1f} ms" if "elapsed_ms" in event else ""
+            data = f"  {'; '.join(event['data'])}" if event.get("data") else ""
+            lines.append(
+                f"  {event['kind']:<5} {event.get('detail', ''):<5} {event['name']}: "
+                f"{event.get('status', '')}{ttl}{ms}{data}"
+            )
+    if "elapsed_ms" in out:
+        lines.append(f"total:    {out['elapsed_ms']} ms")
+    print("\n".join(lines))

@@ -1,0 +1,168 @@
+"""``tlspolicy``: serve, query, cache administration.
+
+Exit status of ``query``: 0 a policy was found (``OK``), 1 no policy (``NOTFOUND``),
+75 (EX_TEMPFAIL) a temporary failure (``TEMP``), 78 (EX_CONFIG) a permanent error
+(``PERM``); 2 for usage and configuration errors, as for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from tlspolicy import __version__
+from tlspolicy.app import App, build_app, memory_cache
+from tlspolicy.cli import admin
+from tlspolicy.cli.explain import explain_domain, print_explanation
+from tlspolicy.config import Config, load_config
+from tlspolicy.errors import ConfigError, TlsPolicyError
+from tlspolicy.logsetup import setup_logging
+from tlspolicy.server.socketmap import SocketmapServer
+
+log = logging.getLogger("tlspolicy")
+
+EXIT_FOUND = 0
+EXIT_NOTFOUND = 1
+EXIT_USAGE = 2
+EXIT_TEMPFAIL = 75
+EXIT_CONFIG = 78
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlspolicy",
+        description="Postfix TLS policy socketmap server: DANE first, then MTA-STS.",
+    )
+    parser.add_argument("--version", action="version", version=f"tlspolicy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the socketmap server in the foreground")
+    serve.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
+
+    query = sub.add_parser("query", help="resolve one domain now and explain the answer")
+    query.add_argument("domain", metavar="DOMAIN", help="domain or Postfix next-hop key")
+    query.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
+    query.add_argument("--map", default=None, help="socketmap name (profile); default: first map")
+    query.add_argument("--json", action="store_true", help="machine-readable output")
+
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
+
+    admin.add_parsers(sub)
+    return parser
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"tlspolicy: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "serve":
+            return _run(serve(config, args.config))
+        if args.command == "check-config":
+            print(f"{config.source}: OK")
+            return 0
+        if args.command == "query":
+            setup_logging("warning", "text")
+            return _run(query(config, args.domain, args.map, as_json=args.json))
+        setup_logging("warning", "text")
+        return _run(admin.run(config, args))
+    except ConfigError as exc:
+        print(f"tlspolicy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TlsPolicyError as exc:
+        print(f"tlspolicy: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+async def serve(config: Config, config_path: str | None) -> int:
+    setup_logging(config.server.log_level, config.server.log_format)
+    started = time.monotonic()
+    app = await build_app(config)
+    server = SocketmapServer(app.service.answer, config.server)
+    try:
+        names = await server.start()
+    except ConfigError:
+        await app.aclose()
+        raise
+    await app.service.start()
+    log.info(
+        "tlspolicy %s listening on %s (cache %s, maps %s) in %.0f ms",
+        __version__,
+        ", ".join(names),
+        config.cache.backend,
+        ", ".join(config.maps),
+        (time.monotonic() - started) * 1000,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, server, config_path))
+    await stop.wait()
+    log.info("stopping: finishing in-flight answers")
+    await server.stop()
+    await app.aclose()
+    log.info("stopped")
+    return 0
+
+
+def _reload(app: App, server: SocketmapServer, path: str | None) -> None:
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration: %s", exc)
+        return
+    app.service.reconfigure(new)
+    server.config = new.server
+    setup_logging(new.server.log_level, new.server.log_format)
+    log.info("configuration reloaded from %s (maps %s)", new.source, ", ".join(new.maps))
+
+
+async def query(config: Config, key: str, map_name: str | None, *, as_json: bool) -> int:
+    name = map_name or next(iter(config.maps))
+    app = await build_app(config, cache_config=memory_cache(config))
+    try:
+        explanation = await explain_domain(app, name, key)
+    finally:
+        await app.aclose()
+    if as_json:
+        print(json.dumps(explanation, indent=2, ensure_ascii=False))
+    else:
+        print_explanation(explanation)
+    reply = str(explanation["reply"])
+    if reply.startswith("OK "):
+        return EXIT_FOUND
+    if reply.startswith("NOTFOUND"):
+        return EXIT_NOTFOUND
+    if reply.startswith("PERM"):
+        return EXIT_CONFIG
+    return EXIT_TEMPFAIL

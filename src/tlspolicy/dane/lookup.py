@@ -1,0 +1,151 @@
+"""DANE discovery for a destination domain (RFC 7672 §2.2): the DNS questions, in order.
+
+The conclusions are drawn in ``decision.py``; this module only decides what to ask next:
+
+1. MX for the domain (the adapter follows CNAMEs). Failure → ``temp``.
+2. For each MX host, at most ``concurrency`` at a time: A, then AAAA only when A is
+   NODATA. Only a secure, non-empty address answer leads to a TLSA lookup (§2.2.2:
+   "If the first address response is insecure, the client SHOULD NOT look up TLSA";
+   Postfix ``tls_dane_resolve`` does the same).
+3. TLSA at ``_25._tcp.<base>``. When the secure address answer came through a CNAME
+   chain, the fully expanded name is tried first and the initial name only after a
+   secure "no TLSA" at the expanded one (§2.2.2); an error on the first try is final,
+   as in Postfix ``tls_dane_resolve``.
+
+``lookup_dane`` never raises for DNS trouble: a failed lookup becomes a ``temp`` verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tlspolicy.dane.decision import (
+    HostOutcome,
+    TtlLimits,
+    count_tlsa,
+    decide,
+    describe_error,
+    plan_mx,
+    temp_result,
+)
+from tlspolicy.dane.result import DaneResult, HostResult
+from tlspolicy.dnsdata import DnsAnswer, DnsClient, TlsaRecord
+from tlspolicy.errors import DnsError
+from tlspolicy.trace import Trace
+
+# SMTP port for the TLSA owner name (RFC 7672 §2.2.3: _25._tcp.<base>).
+SMTP_PORT = 25
+
+# Hosts examined at once; postfix-tlspol's DANE_MX_LOOKUP_CONCURRENCY (peers.md App. A §1.2).
+DEFAULT_CONCURRENCY = 4
+
+
+async def lookup_dane(
+    domain: str,
+    dns: DnsClient,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    min_ttl: int = 180,
+    max_ttl: int = 86400,
+    negative_ttl: int = 1800,
+    trace: Trace | None = None,
+) -> DaneResult:
+    """Decide ``dane-only``, ``dane``, ``none`` or ``temp`` for ``domain``.
+
+    Args:
+        domain: the next-hop domain, a lowercase A-label without trailing dot.
+        dns: a validating ``DnsClient``.
+        concurrency: MX hosts examined at once (at least 1).
+        min_ttl, max_ttl: clamps for the verdict's cache lifetime, in seconds.
+        negative_ttl: lifetime of a ``none`` verdict whose answers carried no TTL.
+        trace: when given, receives every DNS query and a closing note.
+
+    Returns:
+        A ``DaneResult``; ``level`` is ``TEMP`` (ttl 0) when a lookup failed.
+    """
+    limits = TtlLimits(min_ttl=min_ttl, max_ttl=max_ttl, negative_ttl=negative_ttl)
+    try:
+        mx_answer = await dns.query(domain, "MX", trace=trace)
+    except DnsError as err:
+        result = temp_result(f"MX lookup failed: {describe_error(err)}")
+    else:
+        plan = plan_mx(domain, mx_answer)
+        gate = asyncio.Semaphore(max(1, concurrency))
+        outcomes = await asyncio.gather(
+            *(_examine_host(host, dns, gate, trace) for host in plan.hosts)
+        )
+        result = decide(plan, outcomes, limits)
+    if trace is not None:
+        trace.note(f"DANE {domain}: {result.level.value}: {result.reason}")
+    return result
+
+
+async def _examine_host(
+    host: str, dns: DnsClient, gate: asyncio.Semaphore, trace: Trace | None
+) -> HostOutcome:
+    async with gate:
+        ttls: list[int] = []
+        try:
+            address = await _lookup_address(host, dns, ttls, trace)
+        except DnsError as err:
+            why = describe_error(err)
+            return HostOutcome(
+                HostResult(host=host, address_status="error", detail=why),
+                tuple(ttls),
+                failure=f"address lookup failed for {host}: {why}",
+            )
+        if not address.records:
+            detail = f"no address ({'NODATA' if address.rcode == 'NOERROR' else address.rcode})"
+            return HostOutcome(HostResult(host, "none", detail=detail), tuple(ttls))
+        if not address.secure:
+            detail = "address not DNSSEC-validated: no TLSA lookup"
+            return HostOutcome(HostResult(host, "insecure", detail=detail), tuple(ttls))
+        return await _lookup_tlsa(host, address, dns, ttls, trace)
+
+
+async def _lookup_address(
+    host: str, dns: DnsClient, ttls: list[int], trace: Trace | None
+) -> DnsAnswer:
+    answer = await dns.query(host, "A", trace=trace)
+    ttls.append(answer.ttl)
+    if answer.rcode == "NOERROR" and not answer.records:
+        answer = await dns.query(host, "AAAA", trace=trace)
+        ttls.append(answer.ttl)
+    return answer
+
+
+async def _lookup_tlsa(
+    host: str, address: DnsAnswer, dns: DnsClient, ttls: list[int], trace: Trace | None
+) -> HostOutcome:
+    bases = [host]
+    if address.cnames and address.canonical_name != host:
+        bases.insert(0, address.canonical_name)  # RFC 7672 §2.2.2: expanded name first
+    via = f"via CNAME {address.canonical_name}; " if len(bases) > 1 else ""
+    tlsa_name = ""
+    rcode = ""
+    for base in bases:
+        tlsa_name = f"_{SMTP_PORT}._tcp.{base}"
+        try:
+            answer = await dns.query(tlsa_name, "TLSA", trace=trace)
+        except DnsError as err:
+            why = describe_error(err)
+            return HostOutcome(
+                HostResult(host, "secure", tlsa_name, "error", detail=via + why),
+                tuple(ttls),
+                failure=f"TLSA lookup failed for {host}: {why}",
+            )
+        ttls.append(answer.ttl)
+        rcode = answer.rcode
+        if not answer.secure:
+            detail = f"{via}TLSA answer not DNSSEC-validated"
+            return HostOutcome(
+                HostResult(host, "secure", tlsa_name, "insecure", detail=detail), tuple(ttls)
+            )
+        records = [r for r in answer.records if isinstance(r, TlsaRecord)]
+        if records:
+            usable, unusable, why = count_tlsa(records)
+            detail = via + (why if not usable else f"{usable} usable TLSA records")
+            result = HostResult(host, "secure", tlsa_name, "secure", usable, unusable, detail)
+            return HostOutcome(result, tuple(ttls))
+    detail = f"{via}no TLSA records (validated {'NODATA' if rcode == 'NOERROR' else rcode})"
+    return HostOutcome(HostResult(host, "secure", tlsa_name, "none", detail=detail), tuple(ttls))

@@ -1,0 +1,1 @@
+"""Network adapters: the socketmap listeners (and, later, the metrics/health listener)."""

@@ -1,0 +1,453 @@
+"""Name + key → reply: the cache, the two lookup branches, coalescing and refresh-ahead.
+
+Flow for one query (``answer``):
+1. The key becomes a policy domain (``socketmap.keys``) and the map name a profile.
+2. The cache entry is read from the in-process hot layer (no network for cached domains).
+3. A fresh DANE branch that says ``dane``/``dane-only`` answers at once. Otherwise the
+   DANE lookup and (if needed) the MTA-STS lookup start together; a DANE verdict is
+   answered as soon as it is known, the MTA-STS task carries on and fills the cache.
+4. An MTA-STS policy that is valid but due for a TXT id re-check is answered from the
+   cache while the re-check runs in the background (RFC 8461 §5.1 keeps applying a valid
+   cached policy while a new one is looked for).
+5. Lookups of one domain and branch are coalesced: concurrent queries await one task. With
+   a shared backend a lease stops several servers from looking up the same domain.
+6. Entries that were used and come near expiry are refreshed in the background, spread out
+   with jitter and bounded in concurrency; a failed refresh keeps the old data and backs off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from tlspolicy.cache.entry import CacheEntry, DaneBranch
+from tlspolicy.cache.store import PolicyCache
+from tlspolicy.config import Config, MapProfile
+from tlspolicy.dane.lookup import lookup_dane
+from tlspolicy.dane.result import DaneLevel, DaneResult
+from tlspolicy.decision import Decision, Verdict, decide_dane_first, decide_sts
+from tlspolicy.dnsdata import DnsClient
+from tlspolicy.errors import ProtocolError
+from tlspolicy.mtasts.lookup import Fetcher, refresh_sts
+from tlspolicy.mtasts.policy import Mode
+from tlspolicy.mtasts.state import Freshness, StsState, StsView, sts_view
+from tlspolicy.socketmap.answer import NOTFOUND, format_reply, perm, temp
+from tlspolicy.socketmap.keys import normalize_key
+from tlspolicy.trace import Trace
+
+log = logging.getLogger("tlspolicy.service")
+T = TypeVar("T")
+
+# A lookup another server holds a lease for is awaited this long before we do it ourselves.
+LEASE_WAIT_S = 5.0
+LEASE_POLL_S = 0.05
+# A failed DANE refresh is retried after this delay, doubling up to the maximum.
+REFRESH_RETRY_S = 30.0
+REFRESH_RETRY_MAX_S = 1800.0
+# Refresh-ahead jitter: a refresh is spread over this share of the remaining lifetime.
+REFRESH_JITTER_SHARE = 0.5
+
+
+@dataclass(slots=True)
+class Resolution:
+    """How one domain was decided (for logs, metrics and ``tlspolicy query``)."""
+
+    domain: str
+    decision: Decision
+    source: str  # "cache" | "live"
+    dane: DaneResult | None = None
+    sts: StsView | None = None
+    sts_state: StsState | None = None
+    elapsed_ms: float = 0.0
+    trace: Trace | None = None
+
+
+@dataclass(slots=True)
+class _RefreshState:
+    due: float
+    failures: int = 0
+
+
+@dataclass
+class ServiceStats:
+    """Counters for metrics; plain ints so the hot path stays cheap."""
+
+    queries: int = 0
+    cache_hits: int = 0
+    live_lookups: int = 0
+    refreshes: int = 0
+    refresh_failures: int = 0
+    downgrades: int = 0
+    answers: dict[str, int] = field(default_factory=dict)
+
+
+class PolicyService:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        dns: DnsClient,
+        fetcher: Fetcher,
+        cache: PolicyCache,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.dns = dns
+        self.fetcher = fetcher
+        self.cache = cache
+        self.clock = clock
+        self.stats = ServiceStats()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self._inflight: dict[tuple[str, str], asyncio.Task[Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._refresh: dict[str, _RefreshState] = {}
+        self._refresh_wakeup = asyncio.Event()
+        self._refresh_slots = asyncio.Semaphore(config.cache.refresh_concurrency)
+        self._scheduler: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.config.cache.refresh_ahead and self._scheduler is None:
+            self._scheduler = asyncio.create_task(self._refresh_loop(), name="refresh-ahead")
+
+    def reconfigure(self, config: Config) -> None:
+        """Take new maps/timeouts (SIGHUP); backends and listeners stay as they are."""
+        self.config = config
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        pending = [*self._background, *self._inflight.values()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- the socketmap entry point -----------------------------------------------------
+
+    async def answer(self, name: str, key: str) -> str:
+        """The reply payload for one socketmap request. Never raises (but ProtocolError)."""
+        self.stats.queries += 1
+        profile = self.config.profile(name)
+        if profile is None:
+            return self._count(perm(f"unknown map {name}"))
+        parsed = normalize_key(key)  # may raise ProtocolError: the server closes
+        if parsed.domain is None:
+            log.debug("%s %r: NOTFOUND (%s)", name, key, parsed.why)
+            return self._count(NOTFOUND)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.config.server.request_timeout):
+                resolution = await self.resolve(parsed.domain, profile)
+        except TimeoutError:
+            log.warning(
+                "%s: no answer within %.1fs", parsed.domain, self.config.server.request_timeout
+            )
+            return self._count(temp("policy lookup timed out"))
+        except ProtocolError:
+            raise
+        except Exception:
+            log.exception("%s: internal error", parsed.domain)
+            return self._count(temp("internal error"))
+        reply = format_reply(resolution.decision, profile)
+        elapsed = (time.monotonic() - started) * 1000
+        if resolution.source == "live":
+            log.info(
+                "%s: %s (%s) in %.1f ms",
+                parsed.domain,
+                resolution.decision.verdict.value,
+                resolution.decision.reason,
+                elapsed,
+            )
+        else:
+            log.debug("%s: %s from cache", parsed.domain, resolution.decision.verdict.value)
+        return self._count(reply)
+
+    def _count(self, reply: str) -> str:
+        kind = reply.split(" ", 2)[1] if reply.startswith("OK ") else reply.split(" ", 1)[0]
+        self.stats.answers[kind] = self.stats.answers.get(kind, 0) + 1
+        return reply
+
+    # --- resolution --------------------------------------------------------------------
+
+    async def resolve(
+        self, domain: str, profile: MapProfile, *, trace: Trace | None = None
+    ) -> Resolution:
+        now = self.clock()
+        entry = await self.cache.get(domain)
+        self.cache.note_use(domain, now)
+        dane_branch = entry.dane if entry is not None else None
+        sts_state = entry.sts if entry is not None else None
+        view = self._view(sts_state, now)
+        temp_on_dns = self.config.mta_sts.dns_failure == "temp"
+
+        if not self.config.dane.enabled:
+            dane: DaneResult | None = DaneResult(DaneLevel.NONE, "DANE disabled", 0)
+        elif dane_branch is not None and dane_branch.fresh(now):
+            dane = dane_branch.result
+            self._consider_refresh(domain, dane_branch.checked_at, dane_branch.expires_at, now)
+        else:
+            dane = None
+
+        sts_task: asyncio.Task[StsState] | None = None
+        if view.freshness is Freshness.STALE and (dane is None or dane.level is DaneLevel.NONE):
+            sts_task = self._branch_task(domain, "sts", lambda: self._lookup_sts(domain, trace))
+        if dane is None:
+            source = "live"
+            dane = await self._await(
+                self._branch_task(domain, "dane", lambda: self._lookup_dane(domain, trace))
+            )
+            if (
+                dane.level is DaneLevel.NONE
+                and view.freshness is Freshness.STALE
+                and sts_task is None
+            ):
+                sts_task = self._branch_task(domain, "sts", lambda: self._lookup_sts(domain, trace))
+        else:
+            source = "cache"
+            self.stats.cache_hits += 1
+
+        if dane.level is not DaneLevel.NONE:
+            decision = decide_dane_first(domain, dane, None, profile)
+            return Resolution(domain, decision, source, dane=dane, sts=None, trace=trace)
+
+        if sts_task is not None:
+            source = "live"
+            sts_state = await self._await(sts_task)
+            view = self._view(sts_state, self.clock())
+        elif view.freshness is Freshness.RECHECK:
+            self._background_sts(domain, sts_state)
+        decision = decide_sts(domain, view, profile, temp_on_dns_failure=temp_on_dns)
+        return Resolution(domain, decision, source, dane, view, sts_state, trace=trace)
+
+    def _view(self, state: StsState | None, now: float) -> StsView:
+        return sts_view(state, now, recheck_interval=self.config.mta_sts.recheck_interval)
+
+    async def _await(self, task: asyncio.Task[T]) -> T:
+        # Shielded: a caller that gives up (timeout, disconnect) must not cancel the lookup
+        # other callers wait for, nor lose its result for the cache.
+        return await asyncio.shield(task)
+
+    def _branch_task(
+        self, domain: str, branch: str, factory: Callable[[], Awaitable[T]]
+    ) -> asyncio.Task[T]:
+        key = (domain, branch)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(
+                self._leased(domain, branch, factory), name=f"{branch}:{domain}"
+            )
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        return task
+
+    async def _leased(self, domain: str, branch: str, factory: Callable[[], Awaitable[T]]) -> T:
+        """With a shared cache, let one server do the lookup and the others read its result."""
+        if not self.cache.shared:
+            return await factory()
+        lease = f"lookup:{branch}:{domain}"
+        ttl = self.config.server.request_timeout
+        if await self.cache.acquire_lease(lease, self.owner, ttl):
+            try:
+                return await factory()
+            finally:
+                await self.cache.release_lease(lease, self.owner)
+        deadline = time.monotonic() + LEASE_WAIT_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(LEASE_POLL_S)
+            found = await self._shared_result(domain, branch)
+            if found is not None:
+                return found  # type: ignore[return-value]
+        return await factory()
+
+    async def _shared_result(self, domain: str, branch: str) -> DaneResult | StsState | None:
+        entry = await self.cache.get_fresh(domain)
+        if entry is None:
+            return None
+        now = self.clock()
+        if branch == "dane" and entry.dane is not None and entry.dane.fresh(now):
+            return entry.dane.result
+        usable = entry.sts is not None and self._view(entry.sts, now).freshness
+        if branch == "sts" and usable and usable is not Freshness.STALE:
+            return entry.sts
+        return None
+
+    # --- the two branches ------------------------------------------------------------
+
+    async def _lookup_dane(self, domain: str, trace: Trace | None) -> DaneResult:
+        self.stats.live_lookups += 1
+        cfg = self.config
+        result = await lookup_dane(
+            domain,
+            self.dns,
+            concurrency=cfg.dns.concurrency,
+            min_ttl=cfg.dane.min_ttl,
+            max_ttl=cfg.dane.max_ttl,
+            negative_ttl=cfg.dane.negative_ttl,
+            trace=trace,
+        )
+        if result.level is not DaneLevel.TEMP:  # TEMP is never cached
+            now = self.clock()
+            await self._store(domain, dane=DaneBranch(result, now, now + result.ttl))
+        return result
+
+    async def _lookup_sts(self, domain: str, trace: Trace | None) -> StsState:
+        self.stats.live_lookups += 1
+        async with self._lock(domain):
+            entry = await self.cache.get(domain)
+            old = entry.sts if entry is not None else None
+        new = await refresh_sts(
+            domain,
+            old,
+            dns=self.dns,
+            fetcher=self.fetcher,
+            now=self.clock(),
+            fetch_backoff=self.config.mta_sts.fetch_backoff,
+            trace=trace,
+        )
+        await self._store(domain, sts=new)
+        _warn_sts_downgrade(domain, old, new, self.stats)
+        return new
+
+    def _background_sts(self, domain: str, state: StsState | None) -> None:
+        """TXT id re-check (or proactive policy refresh) while the cached policy is served."""
+        if (domain, "sts") in self._inflight or self._closing:
+            return
+        self._branch_task(domain, "sts", lambda: self._lookup_sts(domain, None))
+
+    def _lock(self, domain: str) -> asyncio.Lock:
+        lock = self._locks.get(domain)
+        if lock is None:
+            lock = self._locks[domain] = asyncio.Lock()
+        return lock
+
+    async def _store(
+        self, domain: str, *, dane: DaneBranch | None = None, sts: StsState | None = None
+    ) -> None:
+        """Merge one branch into the entry; the other branch is kept as it is."""
+        lock = self._lock(domain)
+        async with lock:
+            entry = await self.cache.get(domain) or CacheEntry(domain=domain, used_at=self.clock())
+            if dane is not None:
+                entry = replace(entry, dane=dane)
+            if sts is not None:
+                entry = replace(entry, sts=sts)
+            await self.cache.put(entry)
+        if not lock.locked() and self._locks.get(domain) is lock:
+            del self._locks[domain]
+
+    # --- refresh-ahead -------------------------------------------------------------------
+
+    def _consider_refresh(
+        self, domain: str, checked_at: float, expires_at: float, now: float
+    ) -> None:
+        """Queue a used DANE branch whose remaining life is under ``refresh_before``."""
+        cfg = self.config.cache
+        if not cfg.refresh_ahead or domain in self._refresh or self._closing:
+            return
+        lifetime = max(expires_at - checked_at, 1.0)
+        start = expires_at - lifetime * cfg.refresh_before
+        if now < start:
+            return
+        spread = max(expires_at - now, 0.0) * REFRESH_JITTER_SHARE
+        self._refresh[domain] = _RefreshState(due=now + random.uniform(0, spread))
+        self._refresh_wakeup.set()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            now = self.clock()
+            due = [d for d, s in self._refresh.items() if s.due <= now]
+            for domain in due:
+                await self._refresh_slots.acquire()
+                task = asyncio.create_task(self._refresh_one(domain), name=f"refresh:{domain}")
+                self._background.add(task)
+                task.add_done_callback(self._refresh_done)
+            pending = [s.due for d, s in self._refresh.items() if d not in due]
+            delay = min([*pending, now + 1.0]) - now
+            self._refresh_wakeup.clear()
+            try:
+                async with asyncio.timeout(max(delay, 0.01)):
+                    await self._refresh_wakeup.wait()
+            except TimeoutError:
+                pass
+
+    def _refresh_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        self._refresh_slots.release()
+
+    async def _refresh_one(self, domain: str) -> None:
+        state = self._refresh.get(domain)
+        if state is None:
+            return
+        state.due = float("inf")  # not picked again while running
+        lease = f"refresh:{domain}"
+        shared = self.cache.shared
+        if shared and not await self.cache.acquire_lease(lease, self.owner, 60.0):
+            self._refresh.pop(domain, None)  # another server refreshes it
+            return
+        try:
+            entry = await self.cache.get(domain)
+            old = entry.dane.result if entry is not None and entry.dane is not None else None
+            self.stats.refreshes += 1
+            result = await self._await(
+                self._branch_task(domain, "dane", lambda: self._lookup_dane(domain, None))
+            )
+            if result.level is DaneLevel.TEMP:
+                self.stats.refresh_failures += 1
+                state.failures += 1
+                retry = min(REFRESH_RETRY_S * 2 ** (state.failures - 1), REFRESH_RETRY_MAX_S)
+                expires = entry.dane.expires_at if entry is not None and entry.dane else 0.0
+                if self.clock() + retry < expires:
+                    state.due = self.clock() + retry
+                    log.info(
+                        "%s: refresh failed (%s); retry in %.0fs", domain, result.reason, retry
+                    )
+                    return
+                log.warning(
+                    "%s: refresh failed (%s); cached DANE result expires", domain, result.reason
+                )
+            elif old is not None and _dane_rank(result.level) < _dane_rank(old.level):
+                self.stats.downgrades += 1
+                log.warning(
+                    "%s: policy downgrade during refresh: DANE %s -> %s (%s)",
+                    domain,
+                    old.level.value,
+                    result.level.value,
+                    result.reason,
+                )
+            self._refresh.pop(domain, None)
+        finally:
+            if shared:
+                await self.cache.release_lease(lease, self.owner)
+
+
+def _dane_rank(level: DaneLevel) -> int:
+    return {DaneLevel.DANE_ONLY: 2, DaneLevel.DANE: 1}.get(level, 0)
+
+
+def _warn_sts_downgrade(
+    domain: str, old: StsState | None, new: StsState, stats: ServiceStats
+) -> None:
+    before = old.policy.mode if old is not None and old.policy is not None else None
+    after = new.policy.mode if new.policy is not None else None
+    if before is Mode.ENFORCE and after is not Mode.ENFORCE:
+        stats.downgrades += 1
+        log.warning(
+            "%s: policy downgrade: MTA-STS enforce -> %s",
+            domain,
+            after.value if after is not None else "no policy",
+        )
+
+
+__all__ = ["PolicyService", "Resolution", "Verdict"]

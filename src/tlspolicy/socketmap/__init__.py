@@ -1,0 +1,1 @@
+"""The Postfix socketmap protocol (socketmap_table(5)): netstring framing, requests, replies."""

@@ -1,0 +1,100 @@
+"""Turn a socketmap lookup key into the policy domain, or say why there is none.
+
+The key is Postfix's next-hop (protocols.md §2.1): a recipient domain, or a verbatim
+transport/relayhost next-hop such as ``[relay.example]:587``. RFC 8461 §3.4 makes the
+relay's domain the policy domain for smart hosts, so brackets and ports are dropped.
+Keys that start with ``.`` are Postfix's parent-domain probes (``tls_policy_lookup``);
+RFC 8461 §3.4 forbids parent policies, so they get no policy. Address literals have no
+policy (RFC 8461 §3.4, RFC 7672 §2.2). Nothing here looks anything up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import idna
+
+from tlspolicy.errors import ProtocolError
+
+MAX_NAME_OCTETS = 253  # RFC 1035 §2.3.4 (presentation form, no trailing dot)
+MAX_LABEL_OCTETS = 63
+_LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResult:
+    domain: str | None  # lowercase A-label domain, or None: answer NOTFOUND without lookup
+    why: str = ""  # when domain is None: why there is no policy
+
+
+def _is_ip(text: str) -> bool:
+    text = text.removeprefix("ipv6:")
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def normalize_key(key: str) -> KeyResult:
+    """Map a next-hop key to a policy domain.
+
+    Raises:
+        ProtocolError: the key holds a label longer than 63 octets; such a request is
+            treated as malformed and the connection is closed (it cannot come from a
+            Postfix next-hop, which passes ``valid_hostname``).
+    """
+    text = key.strip().lower()
+    if not text:
+        return KeyResult(None, "empty key")
+    if text.startswith("."):
+        return KeyResult(None, "parent-domain key (RFC 8461 §3.4: no parent policies)")
+    if _is_ip(text):
+        return KeyResult(None, "IP address")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not _is_port(rest)):
+            return KeyResult(None, "malformed bracketed next-hop")
+        text = host
+        if _is_ip(text):
+            return KeyResult(None, "address literal")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+        if not _is_port(":" + port):
+            return KeyResult(None, "malformed next-hop")
+        text = host
+    text = text.removesuffix(".")
+    if not text or text.startswith("."):
+        return KeyResult(None, "invalid domain name")
+    if _is_ip(text):
+        return KeyResult(None, "address literal")
+    if not text.isascii():
+        try:
+            text = idna.encode(text, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            return KeyResult(None, "invalid internationalized domain name")
+    return _check_name(text)
+
+
+def _is_port(text: str) -> bool:
+    # ":25", ":smtp", ":submission": a port number or a service name.
+    port = text[1:]
+    return text.startswith(":") and bool(port) and (port.isdigit() or port.isalnum())
+
+
+def _check_name(name: str) -> KeyResult:
+    labels = name.split(".")
+    for label in labels:
+        if len(label.encode()) > MAX_LABEL_OCTETS:
+            raise ProtocolError(f"key has a label longer than {MAX_LABEL_OCTETS} octets")
+    if len(name) > MAX_NAME_OCTETS:
+        return KeyResult(None, "domain name too long")
+    if len(labels) < 2:
+        return KeyResult(None, "single-label name")
+    for label in labels:
+        if not label or not set(label) <= _LDH or label[0] == "-" or label[-1] == "-":
+            return KeyResult(None, "invalid domain name")
+    if labels[-1].isdigit():
+        return KeyResult(None, "numeric top-level label")
+    return KeyResult(name)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from tlspolicy.errors import ProtocolError
+from tlspolicy.socketmap.keys import normalize_key
+
+
+@pytest.mark.parametrize(
+    ("key", "domain"),
+    [
+        pytest.param("example.com", "example.com", id="plain"),
+        pytest.param("Example.COM", "example.com", id="lowercase"),
+        pytest.param("example.com.", "example.com", id="trailing-dot"),
+        pytest.param("[mail.example.com]", "mail.example.com", id="bracketed"),
+        pytest.param("[mail.example.com]:587", "mail.example.com", id="bracketed-port"),
+        pytest.param("mail.example.com:25", "mail.example.com", id="host-port"),
+        pytest.param("example.com:submission", "example.com", id="host-service"),
+        pytest.param("bücher.example", "xn--bcher-kva.example", id="u-label"),
+        pytest.param("BÜCHER.example", "xn--bcher-kva.example", id="u-label-upper"),
+        pytest.param("xn--bcher-kva.example", "xn--bcher-kva.example", id="a-label"),
+        pytest.param("a-b.example", "a-b.example", id="hyphen"),
+    ],
+)
+def test_normalize_key_domains(key: str, domain: str) -> None:
+    assert normalize_key(key).domain == domain
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("", id="empty"),
+        pytest.param(".example.com", id="parent-probe"),
+        pytest.param("192.0.2.1", id="ipv4"),
+        pytest.param("2001:db8::1", id="ipv6"),
+        pytest.param("[192.0.2.1]", id="ipv4-literal"),
+        pytest.param("[192.0.2.1]:25", id="ipv4-literal-port"),
+        pytest.param("[ipv6:2001:db8::1]", id="ipv6-literal"),
+        pytest.param("[2001:db8::1]:25", id="ipv6-literal-port"),
+        pytest.param("example.com..", id="two-trailing-dots"),
+        pytest.param("a..b", id="empty-label"),
+        pytest.param("localhost", id="single-label"),
+        pytest.param("-a.example", id="leading-hyphen"),
+        pytest.param("a_b.example", id="underscore"),
+        pytest.param("a b.example", id="space"),
+        pytest.param("[mail.example.com", id="unclosed-bracket"),
+        pytest.param("example.com:", id="empty-port"),
+        pytest.param("1.2.3.4.5", id="numeric-tld"),
+        pytest.param(".".join(["a" * 60] * 5), id="name-too-long"),
+    ],
+)
+def test_normalize_key_no_policy(key: str) -> None:
+    result = normalize_key(key)
+    assert result.domain is None
+    assert result.why
+
+
+def test_normalize_key_overlong_label_is_malformed() -> None:
+    with pytest.raises(ProtocolError):
+        normalize_key("a" * 64 + ".example")
