@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.lab.services"]
+pytest_plugins = ["tests.lab.services", "tests.integration.server"]

@@ -42,10 +42,10 @@ import dns.rdtypes.ANY.CNAME
 import dns.rdtypes.ANY.MX
 import dns.rdtypes.ANY.SOA
 import dns.rdtypes.ANY.TLSA
-import dns.rdtypes.tlsabase
 import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
+import dns.rdtypes.tlsabase
 import dns.rrset
 
 from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord

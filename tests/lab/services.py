@@ -4,7 +4,7 @@ Register with ``pytest_plugins = ["tests.lab.services"]`` in ``tests/conftest.py
 pytest with ``-p tests.lab.services``). Fixtures:
 
 * ``redis_server``: ``redis-server`` on a free loopback port, no persistence, ``.url``,
-  ``.stop()``/``.start()`` (same port, for outage tests), ``.flushall()``.
+  ``.stop()``/``.start()`` (same port, for outage tests).
 * ``redis_sentinel``: a Sentinel watching ``redis_server``; ``.url`` is a
   ``redis+sentinel://`` URL for it.
 * ``postgres_server``: PostgreSQL 15 from ``/usr/lib/postgresql/15/bin`` with its data and
@@ -93,11 +93,6 @@ class RedisServer:
 
     def stop(self) -> None:
         self.daemon.stop()
-
-    def flushall(self) -> None:
-        reply = _redis_command(self.port, b"FLUSHALL")
-        if reply != b"+OK":
-            raise RuntimeError(f"FLUSHALL failed: {reply!r}")
 
 
 class RedisSentinel:

@@ -220,6 +220,8 @@ class RedisBackend:
         self._sentinel: Sentinel | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._where = _redact(url)
+        if url.startswith("redis+sentinel://"):
+            parse_sentinel_url(url)  # a malformed URL is a configuration error: fail now
 
     async def open(self) -> None:
         with self._mapped_errors():
@@ -412,10 +414,10 @@ class RedisBackend:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
+    """The URL without its password or query (which may hold one), for messages."""
+    scheme, sep, rest = url.partition("?")[0].partition("://")
     userinfo, at, host = rest.rpartition("@")
     if not sep or not at:
-        return url
+        return f"{scheme}{sep}{rest}"
     user = userinfo.partition(":")[0]
     return f"{scheme}://{user + ':***' if user else '***'}@{host}"

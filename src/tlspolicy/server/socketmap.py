@@ -19,7 +19,7 @@ import socket
 import stat
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from tlspolicy.config import ListenAddress, ServerConfig
 from tlspolicy.errors import ConfigError, ProtocolError
@@ -54,9 +54,9 @@ class _SocketmapProtocol(asyncio.Protocol):
     # asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer = _peer_name(transport)
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = _peer_name(self.transport)
         if len(self.server.connections) >= self.server.config.max_connections:
             self.server.note_overload(self.peer)
             transport.abort()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlspolicy.cache.redis_backend import SentinelUrl, _redact, parse_sentinel_url
+from tlspolicy.cache.redis_backend import RedisBackend, SentinelUrl, _redact, parse_sentinel_url
 from tlspolicy.errors import CacheError
 
 GOOD = [
@@ -62,7 +62,15 @@ def test_parse_sentinel_url_rejects(url: str, why: str) -> None:
         pytest.param("redis://:pw@h:6379/0", "redis://***@h:6379/0", id="password-only"),
         pytest.param("rediss://u:pw@h/0", "rediss://u:***@h/0", id="user-and-password"),
         pytest.param("redis://h:6379/0", "redis://h:6379/0", id="no-credentials"),
+        pytest.param(
+            "unix:///run/redis.sock?db=1&password=pw", "unix:///run/redis.sock", id="query"
+        ),
     ],
 )
 def test__redact_hides_password(url: str, shown: str) -> None:
     assert _redact(url) == shown
+
+
+def test_redis_backend_rejects_malformed_sentinel_url_at_construction() -> None:
+    with pytest.raises(CacheError, match="service_name"):
+        RedisBackend("redis+sentinel://h1,h2")
