@@ -172,15 +172,14 @@ class SqliteBackend:
         await self._run(self._release_sync, key, owner)
 
     async def aclose(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
+        if self._executor is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
-        except sqlite3.Error as exc:
-            raise CacheError(f"sqlite {self.path}: close failed: {exc}") from exc
+            await self._run(self._close_sync)
         finally:
-            executor.shutdown(wait=False)
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func`` in the worker thread; the one place sqlite/OS errors are mapped."""

@@ -59,7 +59,7 @@ class _SocketmapProtocol(asyncio.Protocol):
         self.peer = _peer_name(self.transport)
         if len(self.server.connections) >= self.server.config.max_connections:
             self.server.note_overload(self.peer)
-            transport.abort()
+            self.transport.abort()
             return
         self.server.connections.add(self)
         self._arm_idle()
