@@ -13,6 +13,8 @@ from tlspolicy.cache.backend import open_backend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import CacheConfig, Config
 from tlspolicy.dnsclient import ResolverClient, system_nameservers
+from tlspolicy.instrument import CountingDns, CountingFetcher
+from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.fetch import PolicyFetcher
 from tlspolicy.service import PolicyService
 
@@ -20,7 +22,7 @@ from tlspolicy.service import PolicyService
 @dataclass
 class App:
     config: Config
-    dns: ResolverClient
+    dns: CountingDns
     fetcher: PolicyFetcher
     cache: PolicyCache
     service: PolicyService
@@ -36,25 +38,41 @@ def nameservers(config: Config) -> list[tuple[str, int]]:
     return list(config.dns.nameservers) or system_nameservers()
 
 
-async def build_app(config: Config, *, cache_config: CacheConfig | None = None) -> App:
-    """Open everything; ``cache_config`` overrides the cache (``query`` uses memory)."""
-    dns = ResolverClient(
+async def build_app(
+    config: Config,
+    *,
+    cache_config: CacheConfig | None = None,
+    metrics: MetricsSink = NULL_METRICS,
+    recover_cache: bool = True,
+    open_cache: bool = True,
+) -> App:
+    """Build everything; ``cache_config`` overrides the cache (``query`` uses memory).
+
+    ``open_cache=False`` leaves the cache for the caller to open: the server builds the app
+    (CA files, modules) as root, drops privileges, then opens the cache as the new user.
+    """
+    resolver = ResolverClient(
         nameservers(config), timeout=config.dns.timeout, udp_size=config.dns.udp_size
     )
-    fetcher = PolicyFetcher(
+    dns = CountingDns(resolver, metrics)
+    policy_fetcher = PolicyFetcher(
         dns=dns,
         ca_file=config.mta_sts.ca_file,
         allow_private_addresses=config.mta_sts.allow_private_addresses,
         timeout=config.mta_sts.timeout,
         user_agent=f"postfix-tlspolicy/{__version__}",
     )
+    fetcher = CountingFetcher(policy_fetcher, metrics)
     cache_cfg = cache_config or config.cache
     cache = PolicyCache(
-        open_backend(cache_cfg), hot_entries=cache_cfg.hot_entries, hot_ttl=cache_cfg.hot_ttl
+        open_backend(cache_cfg, recover=recover_cache),
+        hot_entries=cache_cfg.hot_entries,
+        hot_ttl=cache_cfg.hot_ttl,
     )
-    await cache.open()
-    service = PolicyService(config, dns=dns, fetcher=fetcher, cache=cache)
-    return App(config, dns, fetcher, cache, service)
+    if open_cache:
+        await cache.open()
+    service = PolicyService(config, dns=dns, fetcher=fetcher, cache=cache, metrics=metrics)
+    return App(config, dns, policy_fetcher, cache, service)
 
 
 def memory_cache(config: Config) -> CacheConfig:

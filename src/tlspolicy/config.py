@@ -71,6 +71,10 @@ class DnsConfig:
     timeout: float = 2.0
     udp_size: int = 1232
     concurrency: int = 4
+    selfcheck: bool = True
+    selfcheck_secure_name: str = "isc.org"
+    selfcheck_bogus_name: str = "dnssec-failed.org"
+    selfcheck_interval: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +281,14 @@ def parse_nameserver(key: str, value: Any) -> tuple[str, int]:
     return host, port
 
 
+def _domain(key: str, value: Any) -> str:
+    text = _string(key, value).lower().removesuffix(".")
+    labels = text.split(".")
+    if not all(0 < len(label) < 64 for label in labels) or len(text) > 253:
+        raise ConfigError(f"{key}: must be a domain name")
+    return text
+
+
 def _list(key: str, value: Any, item: Callable[[str, Any], T]) -> tuple[T, ...]:
     if isinstance(value, str):
         value = [value]
@@ -322,6 +334,10 @@ def _dns(data: Any) -> DnsConfig:
         timeout=s.get("timeout", d.timeout, _positive),
         udp_size=s.get("udp_size", d.udp_size, _positive_int),
         concurrency=s.get("concurrency", d.concurrency, _positive_int),
+        selfcheck=s.get("selfcheck", d.selfcheck, _bool),
+        selfcheck_secure_name=s.get("selfcheck_secure_name", d.selfcheck_secure_name, _domain),
+        selfcheck_bogus_name=s.get("selfcheck_bogus_name", d.selfcheck_bogus_name, _domain),
+        selfcheck_interval=s.get("selfcheck_interval", d.selfcheck_interval, _positive),
     )
     if not 512 <= config.udp_size <= 4096:
         raise ConfigError("dns.udp_size: must be between 512 and 4096")

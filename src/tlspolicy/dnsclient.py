@@ -17,6 +17,11 @@ This is the only module that talks DNS on the wire. It keeps these rules:
 * The CNAME chain in the answer section is followed from the query name (at most
   ``MAX_CNAME_HOPS``); a recursive resolver already chased it, so an empty target is a
   NODATA at the target and is not re-queried.
+* A well-formed name that is too long for the wire (``_25._tcp.`` or ``_mta-sts.`` in front
+  of a 253-character domain) cannot exist in any zone (RFC 1035 §3.1: 255 octets). It gets
+  an NXDOMAIN answer without a query, as Postfix's ``dns_lookup_x`` gives NOTFOUND for names
+  that fail ``valid_hostname``; raising instead would turn "no such record" into a
+  permanent TEMP for an otherwise valid domain.
 """
 
 from __future__ import annotations
@@ -74,8 +79,13 @@ DEFAULT_UDP_SIZE = 1232
 MAX_EDE_TEXT_CHARS = 200
 
 # Presentation-format names (RFC 1035 §2.3.4): 253 characters, labels of 1..63 octets.
+# With only plain characters (no escapes) 253 characters are 255 octets on the wire.
 MAX_NAME_CHARS = 253
 _LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
+
+# TTL in seconds of the NXDOMAIN given for a name too long to exist. The answer never
+# changes, so it must not shorten cache lifetimes: one day, the default ``dane.max_ttl``.
+NONEXISTENT_NAME_TTL_S = 86400
 
 # Rank of failure kinds when every server failed: the most telling one is raised.
 _ERROR_RANK = {"servfail": 6, "refused": 5, "other": 4, "malformed": 3, "network": 2, "timeout": 1}
@@ -126,33 +136,24 @@ class ResolverClient:
             raise ValueError(f"unsupported rdtype {rdtype!r}")
         started = time.monotonic()
         qname_text = name.lower().removesuffix(".")
+        event = TraceEvent(kind="dns", name=qname_text, detail=rdtype)
         try:
-            answer = await self._resolve(qname_text, rdtype)
+            if well_formed_name(qname_text) and len(qname_text) > MAX_NAME_CHARS:
+                answer = _nonexistent(qname_text, rdtype)
+                event.data = ["NXDOMAIN (name longer than 255 octets, not sent)"]
+            else:
+                answer = await self._resolve(qname_text, rdtype)
+                event.data = _presentation(answer)
         except DnsError as err:
-            if trace is not None:
-                trace.add(
-                    TraceEvent(
-                        kind="dns",
-                        name=qname_text,
-                        detail=rdtype,
-                        status="error",
-                        elapsed_ms=_elapsed_ms(started),
-                        data=[err.kind, err.detail] if err.detail else [err.kind],
-                    )
-                )
+            event.status = "error"
+            event.data = [err.kind, err.detail] if err.detail else [err.kind]
             raise
-        if trace is not None:
-            trace.add(
-                TraceEvent(
-                    kind="dns",
-                    name=qname_text,
-                    detail=rdtype,
-                    status=answer.status,
-                    ttl=answer.ttl,
-                    elapsed_ms=_elapsed_ms(started),
-                    data=_presentation(answer),
-                )
-            )
+        else:
+            event.status, event.ttl = answer.status, answer.ttl
+        finally:
+            event.elapsed_ms = _elapsed_ms(started)
+            if trace is not None and event.status:  # not when cancelled
+                trace.add(event)
         return answer
 
     async def aclose(self) -> None:
@@ -238,7 +239,9 @@ def _ede_text(response: dns.message.Message) -> str:
             label = ""
         text = f"EDE {code} {label}".strip()
         if option.text:
-            text += ": " + _printable(option.text)[:MAX_EDE_TEXT_CHARS]
+            # ";" separates EDE items; keep it out of the free text so each item stays whole.
+            extra = _printable(option.text).replace(";", ",")
+            text += ": " + extra[:MAX_EDE_TEXT_CHARS]
         parts.append(text)
     return "; ".join(parts)
 
@@ -310,6 +313,24 @@ def _to_answer(
     )
 
 
+def _nonexistent(qname_text: str, rdtype: str) -> DnsAnswer:
+    """The certain denial for a name that cannot exist (see the module docstring).
+
+    ``secure`` is set: no zone can hold the name, which is as certain as a validated
+    NXDOMAIN, and a DANE caller must read it as "no TLSA records", not as a failure.
+    """
+    return DnsAnswer(
+        qname=qname_text,
+        rdtype=rdtype,
+        rcode="NXDOMAIN",
+        secure=True,
+        cnames=(),
+        canonical_name=qname_text,
+        records=(),
+        ttl=NONEXISTENT_NAME_TTL_S,
+    )
+
+
 def _cname_target(rrset: dns.rrset.RRset) -> dns.name.Name:
     rdata = rrset[0]
     if not isinstance(rdata, dns.rdtypes.ANY.CNAME.CNAME):
@@ -370,9 +391,12 @@ def valid_name(name: str) -> bool:
 
     Underscores are allowed for ``_25._tcp`` and ``_mta-sts`` style owner names.
     """
-    if not name or len(name) > MAX_NAME_CHARS:
-        return False
-    return all(_LABEL_RE.fullmatch(label) for label in name.split("."))
+    return well_formed_name(name) and len(name) <= MAX_NAME_CHARS
+
+
+def well_formed_name(name: str) -> bool:
+    """Lowercase LDH (and ``_``) labels of 1..63 octets, whatever the total length."""
+    return bool(name) and all(_LABEL_RE.fullmatch(label) for label in name.split("."))
 
 
 def system_nameservers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:

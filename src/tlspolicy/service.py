@@ -35,6 +35,7 @@ from tlspolicy.dane.result import DaneLevel, DaneResult
 from tlspolicy.decision import Decision, Verdict, decide_dane_first, decide_sts
 from tlspolicy.dnsdata import DnsClient
 from tlspolicy.errors import ProtocolError
+from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher, refresh_sts
 from tlspolicy.mtasts.policy import Mode
 from tlspolicy.mtasts.state import Freshness, StsState, StsView, sts_view
@@ -97,8 +98,10 @@ class PolicyService:
         fetcher: Fetcher,
         cache: PolicyCache,
         clock: Callable[[], float] = time.time,
+        metrics: MetricsSink = NULL_METRICS,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.dns = dns
         self.fetcher = fetcher
         self.cache = cache
@@ -112,13 +115,19 @@ class PolicyService:
         self._refresh_wakeup = asyncio.Event()
         self._refresh_slots = asyncio.Semaphore(config.cache.refresh_concurrency)
         self._scheduler: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
         self._closing = False
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the background work: refresh-ahead and cache maintenance."""
         if self.config.cache.refresh_ahead and self._scheduler is None:
             self._scheduler = asyncio.create_task(self._refresh_loop(), name="refresh-ahead")
+        if self._maintenance is None:
+            self._maintenance = asyncio.create_task(
+                self.cache.run_maintenance(), name="cache-maintenance"
+            )
 
     def reconfigure(self, config: Config) -> None:
         """Take new maps/timeouts (SIGHUP); backends and listeners stay as they are."""
@@ -126,9 +135,10 @@ class PolicyService:
 
     async def aclose(self) -> None:
         self._closing = True
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            await asyncio.gather(self._scheduler, return_exceptions=True)
+        for loop_task in (self._scheduler, self._maintenance):
+            if loop_task is not None:
+                loop_task.cancel()
+                await asyncio.gather(loop_task, return_exceptions=True)
         pending = [*self._background, *self._inflight.values()]
         for task in pending:
             task.cancel()
@@ -140,12 +150,12 @@ class PolicyService:
         """The reply payload for one socketmap request. Never raises (but ProtocolError)."""
         self.stats.queries += 1
         profile = self.config.profile(name)
-        if profile is None:
-            return self._count(perm(f"unknown map {name}"))
+        if profile is None:  # a client-chosen name never becomes a metric label
+            return self._count("other", perm(f"unknown map {name}"))
         parsed = normalize_key(key)  # may raise ProtocolError: the server closes
         if parsed.domain is None:
             log.debug("%s %r: NOTFOUND (%s)", name, key, parsed.why)
-            return self._count(NOTFOUND)
+            return self._count(name, NOTFOUND)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.server.request_timeout):
@@ -154,12 +164,12 @@ class PolicyService:
             log.warning(
                 "%s: no answer within %.1fs", parsed.domain, self.config.server.request_timeout
             )
-            return self._count(temp("policy lookup timed out"))
+            return self._count(name, temp("policy lookup timed out"))
         except ProtocolError:
             raise
         except Exception:
             log.exception("%s: internal error", parsed.domain)
-            return self._count(temp("internal error"))
+            return self._count(name, temp("internal error"))
         reply = format_reply(resolution.decision, profile)
         elapsed = (time.monotonic() - started) * 1000
         if resolution.source == "live":
@@ -172,11 +182,13 @@ class PolicyService:
             )
         else:
             log.debug("%s: %s from cache", parsed.domain, resolution.decision.verdict.value)
-        return self._count(reply)
+        self.metrics.cache("hot", resolution.source == "cache")
+        return self._count(name, reply)
 
-    def _count(self, reply: str) -> str:
+    def _count(self, name: str, reply: str) -> str:
         kind = reply.split(" ", 2)[1] if reply.startswith("OK ") else reply.split(" ", 1)[0]
         self.stats.answers[kind] = self.stats.answers.get(kind, 0) + 1
+        self.metrics.query(name, kind.lower())
         return reply
 
     # --- resolution --------------------------------------------------------------------
@@ -288,6 +300,7 @@ class PolicyService:
     async def _lookup_dane(self, domain: str, trace: Trace | None) -> DaneResult:
         self.stats.live_lookups += 1
         cfg = self.config
+        started = time.monotonic()
         result = await lookup_dane(
             domain,
             self.dns,
@@ -297,6 +310,7 @@ class PolicyService:
             negative_ttl=cfg.dane.negative_ttl,
             trace=trace,
         )
+        self.metrics.lookup_seconds("dane", time.monotonic() - started)
         if result.level is not DaneLevel.TEMP:  # TEMP is never cached
             now = self.clock()
             await self._store(domain, dane=DaneBranch(result, now, now + result.ttl))
@@ -307,6 +321,7 @@ class PolicyService:
         async with self._lock(domain):
             entry = await self.cache.get(domain)
             old = entry.sts if entry is not None else None
+        started = time.monotonic()
         new = await refresh_sts(
             domain,
             old,
@@ -316,8 +331,12 @@ class PolicyService:
             fetch_backoff=self.config.mta_sts.fetch_backoff,
             trace=trace,
         )
+        self.metrics.lookup_seconds("mta_sts", time.monotonic() - started)
+        if new.error_kind == "policy" and new.error_at == new.checked_at:
+            self.metrics.lookup("policy", "invalid")
         await self._store(domain, sts=new)
-        _warn_sts_downgrade(domain, old, new, self.stats)
+        if _warn_sts_downgrade(domain, old, new, self.stats):
+            self.metrics.downgrade("mta_sts")
         return new
 
     def _background_sts(self, domain: str, state: StsState | None) -> None:
@@ -395,6 +414,7 @@ class PolicyService:
         shared = self.cache.shared
         if shared and not await self.cache.acquire_lease(lease, self.owner, 60.0):
             self._refresh.pop(domain, None)  # another server refreshes it
+            self.metrics.refresh("skipped")
             return
         try:
             entry = await self.cache.get(domain)
@@ -405,6 +425,7 @@ class PolicyService:
             )
             if result.level is DaneLevel.TEMP:
                 self.stats.refresh_failures += 1
+                self.metrics.refresh("failure")
                 state.failures += 1
                 retry = min(REFRESH_RETRY_S * 2 ** (state.failures - 1), REFRESH_RETRY_MAX_S)
                 expires = entry.dane.expires_at if entry is not None and entry.dane else 0.0
@@ -419,6 +440,7 @@ class PolicyService:
                 )
             elif old is not None and _dane_rank(result.level) < _dane_rank(old.level):
                 self.stats.downgrades += 1
+                self.metrics.downgrade("dane")
                 log.warning(
                     "%s: policy downgrade during refresh: DANE %s -> %s (%s)",
                     domain,
@@ -426,6 +448,8 @@ class PolicyService:
                     result.level.value,
                     result.reason,
                 )
+            if result.level is not DaneLevel.TEMP:
+                self.metrics.refresh("success")
             self._refresh.pop(domain, None)
         finally:
             if shared:
@@ -438,16 +462,19 @@ def _dane_rank(level: DaneLevel) -> int:
 
 def _warn_sts_downgrade(
     domain: str, old: StsState | None, new: StsState, stats: ServiceStats
-) -> None:
+) -> bool:
+    """Log (and count) an enforce policy that is no longer enforce."""
     before = old.policy.mode if old is not None and old.policy is not None else None
     after = new.policy.mode if new.policy is not None else None
-    if before is Mode.ENFORCE and after is not Mode.ENFORCE:
-        stats.downgrades += 1
-        log.warning(
-            "%s: policy downgrade: MTA-STS enforce -> %s",
-            domain,
-            after.value if after is not None else "no policy",
-        )
+    if before is not Mode.ENFORCE or after is Mode.ENFORCE:
+        return False
+    stats.downgrades += 1
+    log.warning(
+        "%s: policy downgrade: MTA-STS enforce -> %s",
+        domain,
+        after.value if after is not None else "no policy",
+    )
+    return True
 
 
 __all__ = ["PolicyService", "Resolution", "Verdict"]

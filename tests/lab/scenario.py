@@ -352,7 +352,11 @@ class Lab:
         host, port = self.resolver
         config: dict[str, Any] = {
             "server": {"listen": [f"{LOOPBACK}:{free_port(udp=False)}"]},
-            "dns": {"nameservers": [f"{host}:{port}"]},
+            "dns": {
+                "nameservers": [f"{host}:{port}"],
+                "selfcheck_secure_name": "dane-only.lab",
+                "selfcheck_bogus_name": "bogus.lab",
+            },
             "mta_sts": {
                 "ca_file": str(self.ca_file),
                 "allow_private_addresses": True,

@@ -22,7 +22,13 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from tlspolicy.dnsclient import MAX_CNAME_HOPS, ResolverClient, system_nameservers, valid_name
+from tlspolicy.dnsclient import (
+    MAX_CNAME_HOPS,
+    NONEXISTENT_NAME_TTL_S,
+    ResolverClient,
+    system_nameservers,
+    valid_name,
+)
 from tlspolicy.dnsdata import AddressRecord, MxRecord, TlsaRecord, TxtRecord
 from tlspolicy.errors import DnsError
 from tlspolicy.trace import Trace
@@ -293,12 +299,12 @@ async def test_query_cname_chain_bounds(serve, chain, error: str | None) -> None
 
 async def test_query_servfail_carries_ede_text(serve) -> None:
     srv = await serve(
-        lambda q, t: reply(q, rcode=dns.rcode.SERVFAIL, ad=False, ede=(6, "sig\nexpired"))
+        lambda q, t: reply(q, rcode=dns.rcode.SERVFAIL, ad=False, ede=(6, "sig\nexpired; key"))
     )
     with pytest.raises(DnsError) as caught:
         await client(srv.port).query("bogus.example", "MX")
     assert caught.value.kind == "servfail"
-    assert caught.value.detail == "EDE 6 DNSSEC Bogus: sig?expired"
+    assert caught.value.detail == "EDE 6 DNSSEC Bogus: sig?expired, key"
     assert (caught.value.name, caught.value.rdtype) == ("bogus.example", "MX")
 
 
@@ -399,8 +405,9 @@ async def test_query_all_servers_fail_reports_most_telling_error(serve) -> None:
         pytest.param("", id="empty"),
         pytest.param("a..example", id="empty-label"),
         pytest.param("a" * 64 + ".example", id="long-label"),
-        pytest.param(".".join(["abcdefghi"] * 26), id="long-name"),
+        pytest.param("_25._tcp." + "a" * 64 + ".example", id="long-label-far-too-long"),
         pytest.param("exa mple.com", id="space"),
+        pytest.param("mail\\032x.example", id="escaped-octet"),
         pytest.param("bücher.example", id="u-label"),
         pytest.param("example.com\n", id="newline"),
     ],
@@ -413,17 +420,71 @@ async def test_query_invalid_name_is_malformed_without_sending(serve, name: str)
     assert srv.seen == []
 
 
+# A 253-character name made of 63-octet labels: the longest a query can carry
+# (255 octets on the wire, RFC 1035 §3.1).
+LABEL_63 = "a" * 63
+LONGEST_NAME = ".".join([LABEL_63, "b" * 63, "c" * 63, "d" * 58, "ex"])
+
+
+def test__longest_name_is_253_characters() -> None:
+    assert len(LONGEST_NAME) == 253
+
+
 @pytest.mark.parametrize(
     ("name", "valid"),
     [
         pytest.param("_25._tcp.mx.example", True, id="tlsa-owner"),
         pytest.param("xn--bcher-kva.example", True, id="a-label"),
+        pytest.param(LABEL_63 + ".example", True, id="63-octet-label"),
+        pytest.param(LONGEST_NAME, True, id="253-characters"),
+        pytest.param(LONGEST_NAME + "x", False, id="254-characters"),
+        pytest.param("-mx-.0.example", True, id="odd-but-sendable"),
         pytest.param("Example.com", False, id="uppercase"),
         pytest.param("example.com.", False, id="trailing-dot"),
     ],
 )
 def test_valid_name(name: str, valid: bool) -> None:
     assert valid_name(name) is valid
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(LABEL_63 + ".example", id="63-octet-label"),
+        pytest.param(LONGEST_NAME, id="253-characters"),
+        pytest.param("_25._tcp.-mx-.0.example", id="odd-but-sendable"),
+        pytest.param(LABEL_63.upper() + ".Example.", id="case-and-trailing-dot"),
+    ],
+)
+async def test_query_long_and_odd_names_are_sent(serve, name: str) -> None:
+    wanted = name.lower().removesuffix(".")
+    srv = await serve(lambda q, t: reply(q, answer=((wanted, 60, "A", "192.0.2.7"),)))
+    answer = await client(srv.port).query(name, "A")
+    assert answer.records == (AddressRecord("192.0.2.7"),)
+    assert answer.qname == wanted
+    assert srv.seen[0][0].question[0].name.to_text() == wanted + "."
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype"),
+    [
+        pytest.param("_25._tcp." + LONGEST_NAME, "TLSA", id="tlsa-owner"),
+        pytest.param("_mta-sts." + LONGEST_NAME, "TXT", id="mta-sts-owner"),
+        pytest.param(LONGEST_NAME + ".x", "A", id="254-characters"),
+    ],
+)
+async def test_query_name_too_long_to_exist_is_nxdomain_without_sending(
+    serve, name: str, rdtype: str
+) -> None:
+    srv = await serve(lambda q, t: reply(q))
+    trace = Trace()
+    answer = await client(srv.port).query(name, rdtype, trace=trace)
+    assert (answer.rcode, answer.records, answer.secure) == ("NXDOMAIN", (), True)
+    assert answer.ttl == NONEXISTENT_NAME_TTL_S
+    assert srv.seen == []
+    (event,) = trace.events
+    assert (event.name, event.detail, event.status) == (name, rdtype, "secure")
+    assert event.data == ["NXDOMAIN (name longer than 255 octets, not sent)"]
 
 
 async def test_query_trace_records_success_and_failure(serve) -> None:

@@ -128,10 +128,13 @@ def keep_until_after_use(keep_until: float, used_at: float) -> float:
     return max(keep_until, used_at + RETAIN_AFTER_EXPIRY_S)
 
 
-def open_backend(config: CacheConfig, *, clock: Callable[[], float] = time.time) -> CacheBackend:
+def open_backend(
+    config: CacheConfig, *, clock: Callable[[], float] = time.time, recover: bool = True
+) -> CacheBackend:
     """Build (not yet open) the backend ``config`` names.
 
     Backend modules are imported here, so a server that uses sqlite never imports redis.
+    ``recover=False`` (admin commands) reports a corrupt sqlite file instead of moving it aside.
 
     Raises:
         CacheError: unknown backend name, or a URL this backend cannot use.
@@ -143,7 +146,9 @@ def open_backend(config: CacheConfig, *, clock: Callable[[], float] = time.time)
     if config.backend == "sqlite":
         from tlspolicy.cache.sqlite_backend import SqliteBackend  # noqa: PLC0415 - lazy by design
 
-        return SqliteBackend(config.path, max_entries=config.max_entries, clock=clock)
+        return SqliteBackend(
+            config.path, max_entries=config.max_entries, clock=clock, recover=recover
+        )
     if config.backend == "redis":
         from tlspolicy.cache.redis_backend import RedisBackend  # noqa: PLC0415 - lazy by design
 

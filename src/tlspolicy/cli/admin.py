@@ -14,12 +14,12 @@ import sys
 import time
 from typing import Any
 
-from tlspolicy.app import build_app
+from tlspolicy.app import App, build_app
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.config import Config, MapProfile
 from tlspolicy.dane.result import DaneLevel, DaneResult
 from tlspolicy.decision import decide_dane_first
-from tlspolicy.errors import ProtocolError
+from tlspolicy.errors import CacheError, ProtocolError
 from tlspolicy.mtasts.state import sts_view
 from tlspolicy.socketmap.answer import format_reply
 from tlspolicy.socketmap.keys import normalize_key
@@ -75,50 +75,58 @@ def _profile(config: Config, name: str | None) -> MapProfile:
 
 
 async def run(config: Config, args: argparse.Namespace) -> int:
-    app = await build_app(config)
+    # recover_cache=False: an admin command reports a damaged sqlite file; only the server
+    # moves it aside (it may be in use by the running server).
+    app = await build_app(config, recover_cache=False)
     try:
-        cache = app.cache
-        now = time.time()
-        if args.action == "list":
-            entries = sorted(await cache.entries(), key=lambda e: e.domain)
-            profile = _profile(config, None)
-            if args.json:
-                print(json.dumps([_describe(e, now) for e in entries], indent=2))
-            else:
-                for entry in entries:
-                    reply = (
-                        cached_reply(entry, profile, config, now)
-                        or "(expired: next query looks up)"
-                    )
-                    print(f"{entry.domain:<40} hits={entry.hits:<6} {reply}")
-            return 0
-        if args.action == "show":
-            domain = _domain(args.domain)
-            found = await cache.get(domain)
-            if found is None:
-                print(f"{domain}: not cached", file=sys.stderr)
-                return 1
-            print(json.dumps(_describe(found, now), indent=2))
-            return 0
-        if args.action == "purge":
-            if args.domain:
-                removed = await cache.delete(_domain(args.domain))
-                print(f"{args.domain}: {'removed' if removed else 'not cached'}")
-            else:
-                print(f"removed {await cache.purge()} entries")
-            return 0
-        if args.action == "export":
-            profile = _profile(config, args.map)
-            for entry in sorted(await cache.entries(), key=lambda e: e.domain):
-                answer = cached_reply(entry, profile, config, now)
-                if answer is not None and answer.startswith("OK "):
-                    print(f"{entry.domain} {answer[3:]}")
-            return 0
-        if args.action == "warm":
-            return await _warm(app.service, config, args)
-        return 2
+        return await _run(app, config, args)
+    except CacheError as exc:
+        print(f"tlspolicy: cache backend {config.cache.backend}: {exc}", file=sys.stderr)
+        return 75
     finally:
         await app.aclose()
+
+
+async def _run(app: App, config: Config, args: argparse.Namespace) -> int:
+    cache = app.cache
+    now = time.time()
+    if args.action == "list":
+        entries = sorted(await cache.entries(), key=lambda e: e.domain)
+        profile = _profile(config, None)
+        if args.json:
+            print(json.dumps([_describe(e, now) for e in entries], indent=2))
+        else:
+            for entry in entries:
+                reply = (
+                    cached_reply(entry, profile, config, now) or "(expired: next query looks up)"
+                )
+                print(f"{entry.domain:<40} hits={entry.hits:<6} {reply}")
+        return 0
+    if args.action == "show":
+        domain = _domain(args.domain)
+        found = await cache.get(domain)
+        if found is None:
+            print(f"{domain}: not cached", file=sys.stderr)
+            return 1
+        print(json.dumps(_describe(found, now), indent=2))
+        return 0
+    if args.action == "purge":
+        if args.domain:
+            removed = await cache.delete(_domain(args.domain))
+            print(f"{args.domain}: {'removed' if removed else 'not cached'}")
+        else:
+            print(f"removed {await cache.purge()} entries")
+        return 0
+    if args.action == "export":
+        profile = _profile(config, args.map)
+        for entry in sorted(await cache.entries(), key=lambda e: e.domain):
+            answer = cached_reply(entry, profile, config, now)
+            if answer is not None and answer.startswith("OK "):
+                print(f"{entry.domain} {answer[3:]}")
+        return 0
+    if args.action == "warm":
+        return await _warm(app.service, config, args)
+    return 2
 
 
 def _read_lines(path: str) -> list[str]:

@@ -10,23 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import signal
 import sys
-import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from tlspolicy import __version__
-from tlspolicy.app import App, build_app, memory_cache
+from tlspolicy.app import build_app, memory_cache
 from tlspolicy.cli import admin
 from tlspolicy.cli.explain import explain_domain, print_explanation
+from tlspolicy.cli.serve import serve
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError, TlsPolicyError
 from tlspolicy.logsetup import setup_logging
-from tlspolicy.server.socketmap import SocketmapServer
-
-log = logging.getLogger("tlspolicy")
 
 EXIT_FOUND = 0
 EXIT_NOTFOUND = 1
@@ -101,50 +96,6 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
-
-
-async def serve(config: Config, config_path: str | None) -> int:
-    setup_logging(config.server.log_level, config.server.log_format)
-    started = time.monotonic()
-    app = await build_app(config)
-    server = SocketmapServer(app.service.answer, config.server)
-    try:
-        names = await server.start()
-    except ConfigError:
-        await app.aclose()
-        raise
-    await app.service.start()
-    log.info(
-        "tlspolicy %s listening on %s (cache %s, maps %s) in %.0f ms",
-        __version__,
-        ", ".join(names),
-        config.cache.backend,
-        ", ".join(config.maps),
-        (time.monotonic() - started) * 1000,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, server, config_path))
-    await stop.wait()
-    log.info("stopping: finishing in-flight answers")
-    await server.stop()
-    await app.aclose()
-    log.info("stopped")
-    return 0
-
-
-def _reload(app: App, server: SocketmapServer, path: str | None) -> None:
-    try:
-        new = load_config(path)
-    except ConfigError as exc:
-        log.error("reload refused, keeping the running configuration: %s", exc)
-        return
-    app.service.reconfigure(new)
-    server.config = new.server
-    setup_logging(new.server.log_level, new.server.log_format)
-    log.info("configuration reloaded from %s (maps %s)", new.source, ", ".join(new.maps))
 
 
 async def query(config: Config, key: str, map_name: str | None, *, as_json: bool) -> int:

@@ -175,7 +175,11 @@ class _GuardedResolver(AbstractResolver):
             public = [a for a in addresses if is_public_address(a)]
             if not public:
                 shown = ", ".join(addresses[:4])
-                raise FetchError("private-address", f"{host} has no public address ({shown})")
+                raise FetchError(
+                    "private-address",
+                    f"refused to connect to a private address: {host} has no public address "
+                    f"({shown}; mta_sts.allow_private_addresses is off)",
+                )
             addresses = public
         if guarded and self._connect_port is not None:
             port = self._connect_port

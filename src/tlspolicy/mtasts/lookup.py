@@ -14,10 +14,15 @@ becomes part of the returned state, and the previous valid policy survives all o
 * Negative results are cached for the DNS answer's TTL clamped to ``negative_ttl_bounds``;
   a failed TXT lookup with nothing valid cached is believed for the lower bound only, and a
   failed fetch for the rest of its backoff.
+* A failed fetch, an invalid policy and a failed TXT lookup are logged at warning with the
+  reason and what is applied meanwhile (RFC 8461 §10.2: alert on refresh failures; with
+  nothing cached, §5.1 delivers as if there were no policy, which an operator must see).
+  Backoff and the negative cache bound these lines to one per domain and id per attempt.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Protocol
 
@@ -27,6 +32,8 @@ from tlspolicy.mtasts.policy import parse_policy
 from tlspolicy.mtasts.record import NoRecordError, select_record
 from tlspolicy.mtasts.state import StsErrorKind, StsState
 from tlspolicy.trace import Trace
+
+log = logging.getLogger("tlspolicy.mtasts")
 
 FETCH_BACKOFF_S = 300.0  # RFC 8461 §3.3: wait five minutes or longer per id after a failure
 NEGATIVE_TTL_BOUNDS_S = (60, 3600)  # our choice: believe "no record" 1 min .. 1 h
@@ -77,6 +84,7 @@ async def refresh_sts(
         answer = await dns.query(f"_mta-sts.{domain}", "TXT", trace=trace)
     except DnsError as exc:
         _note(trace, f"MTA-STS TXT lookup for {domain} failed: {exc}")
+        log.warning("%s: MTA-STS TXT lookup failed: %s; %s", domain, exc, _meanwhile(old, now))
         return replace(
             old,
             checked_at=now,
@@ -128,6 +136,15 @@ async def refresh_sts(
         kind = StsErrorKind.FETCH if isinstance(exc, FetchError) else StsErrorKind.POLICY
         label = "policy fetch failed" if kind is StsErrorKind.FETCH else "invalid policy"
         _note(trace, f"MTA-STS {label} for {domain}: {exc}")
+        log.warning(
+            "%s: MTA-STS %s for id %s: %s; %s; no new fetch for this id for %.0fs",
+            domain,
+            label,
+            record_id,
+            exc,
+            _meanwhile(old, now),
+            fetch_backoff,
+        )
         return replace(
             old,
             record_id=record_id,
@@ -152,6 +169,17 @@ async def refresh_sts(
         checked_at=now,
         negative_until=now + low,
     )
+
+
+def _meanwhile(old: StsState, now: float) -> str:
+    """What is applied while the failure lasts, for the warning."""
+    if old.policy is not None and old.policy_valid(now):
+        left = old.expires_at() - now
+        return (
+            f"cached {old.policy.mode.value} policy id {old.policy_id} kept "
+            f"(expires in {left:.0f}s)"
+        )
+    return "no policy applied (RFC 8461 §5.1: deliver as if the domain had none)"
 
 
 def _note(trace: Trace | None, text: str) -> None:

@@ -62,6 +62,7 @@ class _SocketmapProtocol(asyncio.Protocol):
             self.transport.abort()
             return
         self.server.connections.add(self)
+        self.server.connections_changed()
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -77,7 +78,9 @@ class _SocketmapProtocol(asyncio.Protocol):
         return True  # keep the write side open until pending replies are sent
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.connections_changed()
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         self.closing = True
@@ -174,9 +177,16 @@ def _peer_name(transport: asyncio.BaseTransport) -> str:
 class SocketmapServer:
     """Owns the listeners and the open connections."""
 
-    def __init__(self, answer: Answerer, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        answer: Answerer,
+        config: ServerConfig,
+        *,
+        on_connections: Callable[[int], None] | None = None,
+    ) -> None:
         self.answer = answer
         self.config = config
+        self.on_connections = on_connections
         self.connections: set[_SocketmapProtocol] = set()
         self.servers: list[asyncio.Server] = []
         self.stopping = False
@@ -188,47 +198,75 @@ class SocketmapServer:
         addresses: Sequence[ListenAddress] | None = None,
         *,
         sockets: Sequence[socket.socket] = (),
+        start_serving: bool = True,
     ) -> list[str]:
-        """Open the listeners (or serve the given pre-bound sockets); returns their names."""
+        """Open the listeners (or adopt pre-bound sockets); returns their names.
+
+        With ``start_serving=False`` the sockets are bound (e.g. before dropping root) but
+        no connection is accepted until ``begin()``.
+        """
         loop = asyncio.get_running_loop()
         names: list[str] = []
         for sock in sockets:
             server: asyncio.Server
+            factory = self._protocol
             if sock.family == socket.AF_UNIX:
-                server = await loop.create_unix_server(lambda: _SocketmapProtocol(self), sock=sock)
+                server = await loop.create_unix_server(
+                    factory, sock=sock, start_serving=start_serving
+                )
             else:
-                server = await loop.create_server(lambda: _SocketmapProtocol(self), sock=sock)
+                server = await loop.create_server(factory, sock=sock, start_serving=start_serving)
             self.servers.append(server)
             names.append(_sock_name(sock))
         for address in addresses if addresses is not None else self.config.listen:
-            server = await self._listen(address)
+            server = await self._listen(address, start_serving)
             self.servers.append(server)
             names.extend(_sock_name(s) for s in server.sockets)
         return names
 
-    async def _listen(self, address: ListenAddress) -> asyncio.Server:
+    async def begin(self) -> None:
+        """Accept connections on listeners bound with ``start_serving=False``."""
+        for server in self.servers:
+            await server.start_serving()
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.servers) and not self.stopping
+
+    def _protocol(self) -> _SocketmapProtocol:
+        return _SocketmapProtocol(self)
+
+    def connections_changed(self) -> None:
+        if self.on_connections is not None:
+            self.on_connections(len(self.connections))
+
+    async def _listen(self, address: ListenAddress, start_serving: bool) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        factory = lambda: _SocketmapProtocol(self)  # noqa: E731
         try:
             if address.kind == "unix":
-                return await self._listen_unix(address.path)
+                return await self._listen_unix(address.path, start_serving)
             host = None if address.host in ("*", "0.0.0.0") else address.host
             return await loop.create_server(
-                factory, host=host, port=address.port, reuse_address=True, backlog=1024
+                self._protocol,
+                host=host,
+                port=address.port,
+                reuse_address=True,
+                backlog=1024,
+                start_serving=start_serving,
             )
         except OSError as exc:
             raise ConfigError(
                 f"server.listen: cannot listen on {address}: {exc.strerror or exc}"
             ) from None
 
-    async def _listen_unix(self, path: str) -> asyncio.Server:
+    async def _listen_unix(self, path: str, start_serving: bool) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(path).st_mode):
                 os.unlink(path)  # a stale socket from an earlier run
         os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
         server = await loop.create_unix_server(
-            lambda: _SocketmapProtocol(self), path=path, backlog=1024
+            self._protocol, path=path, backlog=1024, start_serving=start_serving
         )
         self.unix_paths.append(path)
         os.chmod(path, self.config.socket_mode)

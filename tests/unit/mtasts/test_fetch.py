@@ -355,6 +355,7 @@ async def test_policy_fetcher_refuses_private_address(
         await make_fetcher(server.port, allow_private_addresses=False).fetch(DOMAIN)
     assert info.value.kind == "private-address"
     assert "127.0.0.1" in info.value.detail
+    assert "refused to connect to a private address" in info.value.detail
     assert server.requests == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -348,3 +349,100 @@ async def test_refresh_sts_trace_records_steps(h: Harness) -> None:
     assert kinds[0] == "dns"
     assert "note" in kinds
     assert any("id1" in event.name for event in trace.events if event.kind == "note")
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "tlspolicy.mtasts" and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cached", "body", "says"),
+    [
+        pytest.param(
+            False,
+            FetchError("status", "HTTP 404 Not Found"),
+            [
+                "example.com: MTA-STS policy fetch failed for id id1: status: HTTP 404",
+                "no policy applied",
+                "no new fetch for this id for 300s",
+            ],
+            id="first-contact-fetch",
+        ),
+        pytest.param(
+            True,
+            FetchError("timeout", "no complete answer within 2s"),
+            [
+                "example.com: MTA-STS policy fetch failed for id id2: timeout",
+                "cached enforce policy id id1 kept (expires in 86300s)",
+            ],
+            id="cached-fetch",
+        ),
+        pytest.param(
+            False,
+            "version: STSv1\nmode: enforce\nmax_age: 1\n",
+            ["example.com: MTA-STS invalid policy for id id1:", "no policy applied"],
+            id="first-contact-invalid",
+        ),
+    ],
+)
+async def test_refresh_sts_fetch_failure_logs_warning(
+    h: Harness,
+    caplog: pytest.LogCaptureFixture,
+    cached: bool,
+    body: str | FetchError,
+    says: list[str],
+) -> None:
+    if cached:
+        await h.query(T0)
+        _record(h.dns, "id2")
+    h.fetcher.body = body
+    with caplog.at_level(logging.INFO, logger="tlspolicy.mtasts"):
+        await h.refresh(T0 + 100)
+    [message] = _warnings(caplog)
+    for part in says:
+        assert part in message
+
+
+async def test_refresh_sts_backoff_logs_no_second_warning(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h.fetcher.body = FetchError("status", "HTTP 404 Not Found")
+    with caplog.at_level(logging.INFO, logger="tlspolicy.mtasts"):
+        await h.refresh(T0)
+        await h.refresh(T0 + 61)  # same id, inside the backoff: no fetch, no warning
+    assert len(_warnings(caplog)) == 1
+    assert len(h.fetcher.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("cached", "says"),
+    [
+        pytest.param(False, "no policy applied", id="nothing-cached"),
+        pytest.param(True, "cached enforce policy id id1 kept", id="cached"),
+    ],
+)
+async def test_refresh_sts_dns_error_logs_warning(
+    h: Harness, caplog: pytest.LogCaptureFixture, cached: bool, says: str
+) -> None:
+    if cached:
+        await h.query(T0)
+    h.dns.fail(TXT_NAME, "TXT", "servfail")
+    with caplog.at_level(logging.INFO, logger="tlspolicy.mtasts"):
+        await h.refresh(T0 + 61)
+    [message] = _warnings(caplog)
+    assert message.startswith("example.com: MTA-STS TXT lookup failed: ")
+    assert "servfail" in message and says in message
+
+
+async def test_refresh_sts_success_logs_no_warning(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tlspolicy.mtasts"):
+        await h.refresh(T0)
+        _record(h.dns, "id2")
+        await h.refresh(T0 + 61)
+    assert _warnings(caplog) == []

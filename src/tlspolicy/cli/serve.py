@@ -1,0 +1,189 @@
+"""``tlspolicy serve``: the long-running server and its life cycle.
+
+Order matters: listeners are bound first (socket activation, or as root for any port),
+privileges are dropped, then the cache is opened as the unprivileged user, and only then
+are connections accepted. SIGTERM/SIGINT stop cleanly (in-flight answers finish, listeners
+close, the cache is flushed); SIGHUP reloads the configuration without dropping
+connections or the cache; an invalid new configuration is refused and the old one stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from tlspolicy import __version__, systemd
+from tlspolicy.app import App, build_app
+from tlspolicy.config import Config, load_config
+from tlspolicy.errors import ConfigError
+from tlspolicy.logsetup import setup_logging
+from tlspolicy.metrics import Metrics
+from tlspolicy.privileges import chown_path, drop_privileges
+from tlspolicy.selfcheck import ResolverMonitor
+from tlspolicy.server.http import HttpEndpoint
+from tlspolicy.server.socketmap import SocketmapServer
+
+log = logging.getLogger("tlspolicy")
+
+# The cache size gauge is refreshed this often (a backend count is not free).
+CACHE_GAUGE_INTERVAL_S = 30.0
+
+
+class Runner:
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = Metrics(map_names=config.maps)
+        self.server = SocketmapServer(
+            self._answer, config.server, on_connections=self.metrics.set_connections
+        )
+        self.app: App | None = None
+        self.http: HttpEndpoint | None = None
+        self.monitor: ResolverMonitor | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.cache_entries = 0.0
+        self.stop_event = asyncio.Event()
+
+    async def _answer(self, name: str, key: str) -> str:
+        assert self.app is not None  # connections are accepted only once the app is built
+        return await self.app.service.answer(name, key)
+
+    async def run(self) -> int:
+        started = time.monotonic()
+        config = self.config
+        activated = systemd.listen_fds()
+        names = await self.server.start(
+            [] if activated else None, sockets=activated, start_serving=False
+        )
+        self.app = await build_app(config, metrics=self.metrics, open_cache=False)
+        self._drop_privileges()
+        await self.app.cache.open()
+        self.metrics.set_cache_entries_source(lambda: self.cache_entries)
+        await self.app.service.start()
+        await self._start_http()
+        await self._start_monitor()
+        await self.server.begin()
+        self.tasks.append(asyncio.create_task(self._cache_gauges(), name="cache-gauges"))
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            self.tasks.append(asyncio.create_task(systemd.watchdog_loop(interval)))
+        log.info(
+            "tlspolicy %s listening on %s%s (cache %s, maps %s) in %.0f ms",
+            __version__,
+            ", ".join(names),
+            " (socket activation)" if activated else "",
+            config.cache.backend,
+            ", ".join(config.maps),
+            (time.monotonic() - started) * 1000,
+        )
+        systemd.notify_ready(f"listening on {', '.join(names)}")
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.stop_event.wait()
+        await self.shutdown()
+        return 0
+
+    def _drop_privileges(self) -> None:
+        cfg = self.config
+        if cfg.server.user is None or os.geteuid() != 0:
+            if cfg.server.user is not None:
+                log.warning("not running as root: server.user %s ignored", cfg.server.user)
+            return
+        if cfg.cache.backend == "sqlite":
+            state_dir = Path(cfg.cache.path).parent
+            state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+            chown_path(state_dir, cfg.server.user, cfg.server.group)
+            for suffix in ("", "-wal", "-shm"):
+                path = Path(cfg.cache.path + suffix)
+                if path.exists():
+                    chown_path(path, cfg.server.user, cfg.server.group)
+        note = drop_privileges(cfg.server.user, cfg.server.group)
+        if note:
+            log.info("%s", note)
+
+    async def _start_http(self) -> None:
+        listen = self.config.server.metrics_listen
+        if listen is None:
+            return
+        self.http = HttpEndpoint(self.metrics, self.health)
+        host, _, port = listen.rpartition(":")
+        where = await self.http.start(host.strip("[]"), int(port))
+        log.info("metrics and health on http://%s/metrics and /healthz", where)
+
+    async def _start_monitor(self) -> None:
+        dns = self.config.dns
+        if not dns.selfcheck or self.app is None:
+            return
+        self.monitor = ResolverMonitor(
+            self.app.dns,
+            secure_name=dns.selfcheck_secure_name,
+            bogus_name=dns.selfcheck_bogus_name,
+            interval=dns.selfcheck_interval,
+            metrics=self.metrics,
+        )
+        await self.monitor.start()
+
+    def health(self) -> tuple[bool, str]:
+        """/healthz: listeners up, cache backend answering, resolver validating."""
+        if not self.server.listening:
+            return False, "socketmap listeners are not up"
+        if self.app is None:
+            return False, "starting"
+        if not self.app.cache.healthy:
+            return False, f"cache backend unavailable: {self.app.cache.outage_reason}"
+        if self.monitor is not None and not self.monitor.status.ok:
+            return False, self.monitor.status.reason
+        return True, "ok"
+
+    async def _cache_gauges(self) -> None:
+        while True:
+            if self.app is not None:
+                cache = self.app.cache
+                self.metrics.set_cache_backend_up(cache.healthy)
+                if cache.healthy:
+                    with contextlib.suppress(Exception):
+                        self.cache_entries = float(await cache.count())
+            await asyncio.sleep(CACHE_GAUGE_INTERVAL_S)
+
+    def reload(self) -> None:
+        systemd.notify_reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            systemd.notify_ready("reload refused")
+            return
+        if self.app is not None:
+            self.app.service.reconfigure(new)
+        self.server.config = new.server
+        self.config = new
+        setup_logging(new.server.log_level, new.server.log_format)
+        log.info("configuration reloaded from %s (maps %s)", new.source, ", ".join(new.maps))
+        systemd.notify_ready("configuration reloaded")
+
+    async def shutdown(self) -> None:
+        systemd.notify_stopping()
+        log.info("stopping: finishing in-flight answers")
+        await self.server.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.monitor is not None:
+            await self.monitor.aclose()
+        if self.http is not None:
+            await self.http.stop()
+        if self.app is not None:
+            await self.app.aclose()
+        log.info("stopped")
+
+
+async def serve(config: Config, config_path: str | None) -> int:
+    setup_logging(config.server.log_level, config.server.log_format)
+    return await Runner(config, config_path).run()

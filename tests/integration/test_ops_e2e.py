@@ -1,0 +1,180 @@
+"""Operations end to end: metrics, health, socket activation, privilege drop, reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.server import ServerProcess, read_netstring, tlspolicy_command
+from tests.lab.netutil import free_port
+from tests.lab.postfix import postmap_query, socketmap_inet
+from tests.lab.scenario import Lab
+
+pytestmark = pytest.mark.integration
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def metrics_server(start_server: Any, **overrides: Any) -> tuple[ServerProcess, str]:
+    port = free_port(udp=False)
+    server_cfg = {"metrics_listen": f"127.0.0.1:{port}", **overrides.pop("server", {})}
+    listen = {"listen": [f"127.0.0.1:{free_port(udp=False)}"]}
+    server = start_server(server={**listen, **server_cfg}, **overrides)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def test_ops_metrics_count_known_queries(start_server: Any) -> None:
+    server, base = metrics_server(start_server)
+    assert server.request("sts-good.lab").startswith("OK secure")
+    assert server.request("sts-good.lab").startswith("OK secure")
+    assert server.request("dane-only.lab") == "OK dane-only"
+    assert server.request("plain.lab") == "NOTFOUND "
+    assert server.request("bogus.lab").startswith("TEMP ")
+    assert server.request("x.lab", "NOPE").startswith("PERM ")
+    status, text = http_get(base + "/metrics")
+    assert status == 200
+    lines = set(text.splitlines())
+    assert 'tlspolicy_queries_total{answer="secure",map="QUERY"} 2.0' in lines
+    assert 'tlspolicy_queries_total{answer="dane-only",map="QUERY"} 1.0' in lines
+    assert 'tlspolicy_queries_total{answer="notfound",map="QUERY"} 1.0' in lines
+    assert 'tlspolicy_queries_total{answer="temp",map="QUERY"} 1.0' in lines
+    assert 'tlspolicy_queries_total{answer="perm",map="other"} 1.0' in lines
+    assert 'tlspolicy_cache_requests_total{layer="hot",result="hit"} 1.0' in lines
+    assert any(
+        line.startswith('tlspolicy_lookups_total{kind="dns",outcome="bogus"}') for line in lines
+    )
+    assert any(
+        line.startswith('tlspolicy_lookups_total{kind="https",outcome="ok"} 1.0') for line in lines
+    )
+    assert any(
+        line.startswith('tlspolicy_lookup_duration_seconds_count{branch="dane"}') for line in lines
+    )
+    assert "tlspolicy_connections 1.0" in lines
+    assert "x.lab" not in text and "sts-good" not in text  # never a domain in a label
+
+
+def test_ops_healthz_ok_with_validating_resolver(start_server: Any) -> None:
+    server, base = metrics_server(start_server)
+    status, body = wait_for(lambda: (r := http_get(base + "/healthz"))[0] == 200 and r)
+    assert (status, body) == (200, "ok\n")
+    _, text = http_get(base + "/metrics")
+    assert "tlspolicy_resolver_validating 1.0" in text.splitlines()
+    server.stop()
+
+
+def test_ops_healthz_flags_non_validating_resolver(start_server: Any, lab: Lab) -> None:
+    # The authoritative server answers but never sets AD: not a validating resolver.
+    server, base = metrics_server(start_server, dns={"nameservers": [f"127.0.0.1:{lab.nsd_port}"]})
+    status, body = wait_for(lambda: (r := http_get(base + "/healthz"))[0] == 503 and r)
+    assert "AD" in body or "validat" in body
+    assert "resolver" in server.log().lower()
+    _, text = http_get(base + "/metrics")
+    assert "tlspolicy_resolver_validating 0.0" in text.splitlines()
+
+
+def test_ops_socket_activation(lab: Lab, tmp_path: Path) -> None:
+    activate = shutil.which("systemd-socket-activate")
+    assert activate, "systemd-socket-activate (Debian package systemd) is required"
+    port = free_port(udp=False)
+    config = lab.write_config(tmp_path / "tlspolicy.yml")  # its own listen address is unused
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [activate, "-l", f"127.0.0.1:{port}", *tlspolicy_command("serve", "-c", str(config))],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        result = wait_for(
+            lambda: (
+                (
+                    r := postmap_query("dane-only.lab", socketmap_inet("127.0.0.1", port, "QUERY"))
+                ).value
+                == "dane-only"
+                and r
+            ),
+            timeout=20,
+        )
+        assert result.value == "dane-only"
+        wait_for(lambda: "socket activation" in (tmp_path / "server.log").read_text(), 10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        log.close()
+
+
+def test_ops_privilege_drop(start_server: Any, lab: Lab) -> None:
+    assert os.geteuid() == 0, "the privilege drop test runs as root (as CI does)"
+    # pytest's temporary directories are private to root: use a world-traversable one, as
+    # /var/lib and /etc/ssl are on a real host.
+    shared = Path(tempfile.mkdtemp(prefix="tlspolicy-drop-"))
+    shared.chmod(0o755)
+    ca_file = shared / "ca.pem"
+    shutil.copy(lab.ca_file, ca_file)
+    ca_file.chmod(0o644)
+    state = shared / "state"
+    server = start_server(
+        server={"listen": [f"127.0.0.1:{free_port(udp=False)}"], "user": "nobody"},
+        cache={"backend": "sqlite", "path": str(state / "cache.sqlite3")},
+        mta_sts={"ca_file": str(ca_file)},
+    )
+    assert server.request("sts-good.lab").startswith("OK secure")
+    assert server.request("dane-only.lab") == "OK dane-only"
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+    assert set(uids) == {"65534"}
+    assert (state / "cache.sqlite3").stat().st_uid == 65534
+    assert "dropped privileges to nobody" in server.log()
+
+
+def test_ops_sighup_reload_maps_and_refuses_broken_config(start_server: Any) -> None:
+    server = start_server()
+    sock = socket.create_connection((server.host, server.port), timeout=30)
+
+    def ask(name: str, key: str = "dane-only.lab") -> str:
+        payload = f"{name} {key}".encode()
+        sock.sendall(b"%d:%s," % (len(payload), payload))
+        return read_netstring(sock).decode()
+
+    assert ask("NEWMAP") == "PERM unknown map NEWMAP"
+    data = yaml.safe_load(server.config_path.read_text())
+    data["maps"] = {"QUERY": {}, "NEWMAP": {"tlsrpt": True}}
+    server.config_path.write_text(yaml.safe_dump(data))
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in server.log())
+    assert ask("NEWMAP") == "OK dane-only"  # same connection, kept across the reload
+
+    server.config_path.write_text("dns: {timeout: -1}\n")
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in server.log())
+    assert "dns.timeout: must be a positive number" in server.log()
+    assert ask("NEWMAP") == "OK dane-only"
+    assert server.process.poll() is None
+    sock.close()
