@@ -93,7 +93,7 @@ def test_ops_healthz_ok_with_validating_resolver(start_server: Any) -> None:
 def test_ops_healthz_flags_non_validating_resolver(start_server: Any, lab: Lab) -> None:
     # The authoritative server answers but never sets AD: not a validating resolver.
     server, base = metrics_server(start_server, dns={"nameservers": [f"127.0.0.1:{lab.nsd_port}"]})
-    status, body = wait_for(lambda: (r := http_get(base + "/healthz"))[0] == 503 and r)
+    _, body = wait_for(lambda: (r := http_get(base + "/healthz"))[0] == 503 and r)
     assert "AD" in body or "validat" in body
     assert "resolver" in server.log().lower()
     _, text = http_get(base + "/metrics")
