@@ -5,7 +5,9 @@ tested with plain values. The rules (RFC 7672; postfix-tlspol ``getDanePolicy`` 
 reference, peers.md Appendix A §1.2):
 
 * MX: null MX → none; NXDOMAIN → none; NODATA → implicit MX, the domain itself
-  (RFC 5321 §5.1; RFC 7672 §2.2.2), as secure as the NODATA proof.
+  (RFC 5321 §5.1; RFC 7672 §2.2.2), as secure as the NODATA proof. MX targets that are
+  not host names (``*``, escaped octets) are skipped, as Postfix's ``dns_get_rr`` skips
+  them (``DNS_INVAL``): no connection is ever made to them.
 * ``dane-only`` when the MX RRset is secure and every MX host has secure, usable TLSA.
 * ``dane`` when at least one host has secure TLSA records (usable or not) but
   ``dane-only`` does not hold: Postfix then does the per-host work itself, and a secure
@@ -18,6 +20,7 @@ reference, peers.md Appendix A §1.2):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +28,16 @@ from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
 from tlspolicy.dane.tlsa import tlsa_usable
 from tlspolicy.dnsdata import DnsAnswer, MxRecord, TlsaRecord
 from tlspolicy.errors import DnsError
+
+
+# A host name as it can be queried: lowercase LDH labels (and "_") of 1..63 octets, at
+# most 253 characters (RFC 1035 §2.3.4; RFC 952/1123 host names).
+_HOSTNAME_LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
+MAX_HOSTNAME_CHARS = 253
+
+# The free text of one Extended DNS Error item, "EDE 6 DNSSEC Bogus: <text>" as the DNS
+# adapter writes it: kept in explanations, cut from TEMP reasons (they go to Postfix's log).
+_EDE_TEXT_RE = re.compile(r"(EDE \d+[^:;]*): [^;]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,7 @@ class MxPlan:
         ttl: TTL of the MX answer (its negative TTL for NODATA/NXDOMAIN).
         reason: why ``hosts`` is empty.
         implicit: the domain has no MX records and is its own mail host.
+        skipped: MX targets that are not host names, left out of ``hosts``.
     """
 
     hosts: tuple[str, ...]
@@ -53,6 +67,7 @@ class MxPlan:
     ttl: int
     reason: str = ""
     implicit: bool = False
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +104,19 @@ def plan_mx(domain: str, answer: DnsAnswer) -> MxPlan:
         # RFC 7505 null MX; Postfix dns_get_rr returns DNS_NULLMX for any "." target,
         # delivery is never attempted and there must be no fallback to A/AAAA.
         return MxPlan((), answer.secure, answer.ttl, reason="null MX (domain accepts no mail)")
-    hosts = tuple(dict.fromkeys(r.exchange for r in mx))
-    return MxPlan(hosts, answer.secure, answer.ttl)
+    names = tuple(dict.fromkeys(r.exchange for r in mx))
+    hosts = tuple(h for h in names if is_hostname(h))
+    skipped = tuple(h for h in names if not is_hostname(h))
+    reason = "" if hosts else "no MX target is a valid host name"
+    return MxPlan(hosts, answer.secure, answer.ttl, reason=reason, skipped=skipped)
+
+
+def is_hostname(name: str) -> bool:
+    """Whether an MX target can be looked up and connected to (Postfix ``valid_hostname``)."""
+    return (
+        0 < len(name) <= MAX_HOSTNAME_CHARS
+        and all(_HOSTNAME_LABEL_RE.fullmatch(label) for label in name.split("."))
+    )
 
 
 def count_tlsa(records: Sequence[TlsaRecord]) -> tuple[int, int, str]:
@@ -107,9 +133,14 @@ def count_tlsa(records: Sequence[TlsaRecord]) -> tuple[int, int, str]:
     return usable, unusable, why
 
 
-def describe_error(err: DnsError) -> str:
-    """``servfail (EDE 6 DNSSEC Bogus)`` style text for a TEMP reason."""
-    return f"{err.kind} ({err.detail})" if err.detail else err.kind
+def describe_error(err: DnsError, *, brief: bool = True) -> str:
+    """``servfail (EDE 6 DNSSEC Bogus)`` style text.
+
+    ``brief`` (for TEMP reasons, which Postfix logs) drops the resolver's free text after
+    each EDE code; explanations pass ``brief=False`` to keep it.
+    """
+    detail = _EDE_TEXT_RE.sub(r"\1", err.detail) if brief else err.detail
+    return f"{err.kind} ({detail})" if detail else err.kind
 
 
 def temp_result(reason: str, *, mx_secure: bool | None = None) -> DaneResult:
@@ -119,13 +150,16 @@ def temp_result(reason: str, *, mx_secure: bool | None = None) -> DaneResult:
 
 def decide(plan: MxPlan, hosts: Sequence[HostOutcome], limits: TtlLimits) -> DaneResult:
     """The verdict for a domain from its MX plan and the outcome for each host."""
-    results = tuple(h.result for h in hosts)
+    results = tuple(h.result for h in hosts) + tuple(
+        HostResult(name, "invalid", detail="not a host name: skipped") for name in plan.skipped
+    )
     if not plan.hosts:
         return DaneResult(
             level=DaneLevel.NONE,
             reason=plan.reason,
             ttl=_ttl(DaneLevel.NONE, [plan.ttl], limits),
             mx_secure=plan.secure,
+            hosts=results,
         )
     for outcome in hosts:
         if outcome.failure:

@@ -19,7 +19,8 @@ class HostResult:
     """What was found for one MX host (for explanations; not used to decide twice)."""
 
     host: str
-    address_status: str  # "secure" | "insecure" | "none" (no address) | "error"
+    # "secure" | "insecure" | "none" (no address) | "error" | "invalid" (not a host name)
+    address_status: str
     tlsa_name: str = ""  # the TLSA owner name used ("" when no TLSA lookup was made)
     tlsa_status: str = ""  # "secure" | "insecure" | "none" | "error" | ""
     usable: int = 0  # usable TLSA records
