@@ -243,6 +243,15 @@ class PolicyService:
         decision = decide_sts(domain, view, profile, temp_on_dns_failure=temp_on_dns)
         return Resolution(domain, decision, source, dane, view, sts_state, trace=trace)
 
+    async def sts_for_display(self, domain: str, trace: Trace | None) -> StsState:
+        """The MTA-STS state when DANE decided (``tlspolicy query``): the lookup already
+        started in the background if there is one, else a new one."""
+        task = self._inflight.get((domain, "sts"))
+        if task is not None:
+            state: StsState = await self._await(task)
+            return state
+        return await self._lookup_sts(domain, trace)
+
     def _view(self, state: StsState | None, now: float) -> StsView:
         return sts_view(state, now, recheck_interval=self.config.mta_sts.recheck_interval)
 

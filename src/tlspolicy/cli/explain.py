@@ -7,7 +7,6 @@ from typing import Any
 
 from tlspolicy.app import App
 from tlspolicy.errors import ProtocolError
-from tlspolicy.mtasts.lookup import refresh_sts
 from tlspolicy.mtasts.state import StsState
 from tlspolicy.socketmap.answer import NOTFOUND, format_reply, perm
 from tlspolicy.socketmap.keys import normalize_key
@@ -50,15 +49,7 @@ async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
     sts_state = resolution.sts_state
     if sts_state is None:
         # DANE decided, so the server did not need MTA-STS; look anyway, to show it.
-        sts_state = await refresh_sts(
-            domain,
-            None,
-            dns=app.dns,
-            fetcher=app.fetcher,
-            now=time.time(),
-            fetch_backoff=app.config.mta_sts.fetch_backoff,
-            trace=trace,
-        )
+        sts_state = await app.service.sts_for_display(domain, trace)
         out["mta_sts_note"] = "not used: DANE takes precedence (RFC 8461 §2)"
     out["mta_sts"] = _sts_summary(sts_state)
     out["lookups"] = [event.as_dict() for event in trace.events]

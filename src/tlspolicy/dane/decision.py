@@ -29,7 +29,6 @@ from tlspolicy.dane.tlsa import tlsa_usable
 from tlspolicy.dnsdata import DnsAnswer, MxRecord, TlsaRecord
 from tlspolicy.errors import DnsError
 
-
 # A host name as it can be queried: lowercase LDH labels (and "_") of 1..63 octets, at
 # most 253 characters (RFC 1035 §2.3.4; RFC 952/1123 host names).
 _HOSTNAME_LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
@@ -113,9 +112,8 @@ def plan_mx(domain: str, answer: DnsAnswer) -> MxPlan:
 
 def is_hostname(name: str) -> bool:
     """Whether an MX target can be looked up and connected to (Postfix ``valid_hostname``)."""
-    return (
-        0 < len(name) <= MAX_HOSTNAME_CHARS
-        and all(_HOSTNAME_LABEL_RE.fullmatch(label) for label in name.split("."))
+    return 0 < len(name) <= MAX_HOSTNAME_CHARS and all(
+        _HOSTNAME_LABEL_RE.fullmatch(label) for label in name.split(".")
     )
 
 

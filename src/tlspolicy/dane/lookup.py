@@ -11,6 +11,9 @@ The conclusions are drawn in ``decision.py``; this module only decides what to a
    chain, the fully expanded name is tried first and the initial name only after a
    secure "no TLSA" at the expanded one (§2.2.2); an error on the first try is final,
    as in Postfix ``tls_dane_resolve``.
+4. An insecure address answer through a CNAME chain: a ``CNAME`` query for the MX host
+   tells whether the first alias itself is secure; if so, TLSA at the initial name only
+   (§2.2.2 "insecure CNAME"; Postfix ``qname_secure``). Otherwise no TLSA lookup.
 
 ``lookup_dane`` never raises for DNS trouble: a failed lookup becomes a ``temp`` verdict.
 """
@@ -68,6 +71,8 @@ async def lookup_dane(
         mx_answer = await dns.query(domain, "MX", trace=trace)
     except DnsError as err:
         result = temp_result(f"MX lookup failed: {describe_error(err)}")
+        if trace is not None:
+            trace.note(f"MX lookup for {domain}: {_explain(err)}")
     else:
         plan = plan_mx(domain, mx_answer)
         gate = asyncio.Semaphore(max(1, concurrency))
@@ -88,19 +93,61 @@ async def _examine_host(
         try:
             address = await _lookup_address(host, dns, ttls, trace)
         except DnsError as err:
-            why = describe_error(err)
             return HostOutcome(
-                HostResult(host=host, address_status="error", detail=why),
+                HostResult(host=host, address_status="error", detail=_explain(err)),
                 tuple(ttls),
-                failure=f"address lookup failed for {host}: {why}",
+                failure=f"address lookup failed for {host}: {describe_error(err)}",
             )
         if not address.records:
             detail = f"no address ({'NODATA' if address.rcode == 'NOERROR' else address.rcode})"
             return HostOutcome(HostResult(host, "none", detail=detail), tuple(ttls))
-        if not address.secure:
+        if address.secure:
+            bases = [host]
+            via = ""
+            if address.cnames and address.canonical_name != host:
+                bases.insert(0, address.canonical_name)  # §2.2.2: expanded name first
+                via = f"via CNAME {address.canonical_name}; "
+            return await _lookup_tlsa(
+                host, dns, ttls, trace, address_status="secure", bases=bases, via=via
+            )
+        if not address.cnames:
             detail = "address not DNSSEC-validated: no TLSA lookup"
             return HostOutcome(HostResult(host, "insecure", detail=detail), tuple(ttls))
-        return await _lookup_tlsa(host, address, dns, ttls, trace)
+        return await _insecure_alias(host, address, dns, ttls, trace)
+
+
+async def _insecure_alias(
+    host: str, address: DnsAnswer, dns: DnsClient, ttls: list[int], trace: Trace | None
+) -> HostOutcome:
+    """An insecure address answer that came through a CNAME chain (RFC 7672 §2.2.2).
+
+    When the first CNAME itself is secure and only a later link is not, the initial name
+    is still the TLSA base domain. A ``CNAME`` query for the initial name tells, as
+    Postfix's ``qname_secure`` does; an error, or no CNAME any more, is a lookup failure.
+    """
+    target = address.canonical_name
+    try:
+        alias = await dns.query(host, "CNAME", trace=trace)
+    except DnsError as err:
+        return HostOutcome(
+            HostResult(host, "insecure", detail=f"CNAME status lookup: {_explain(err)}"),
+            tuple(ttls),
+            failure=f"CNAME status lookup failed for {host}: {describe_error(err)}",
+        )
+    ttls.append(alias.ttl)
+    if not alias.cnames:
+        return HostOutcome(
+            HostResult(host, "insecure", detail="CNAME status lookup: no longer a CNAME"),
+            tuple(ttls),
+            failure=f"CNAME status lookup failed for {host}: no longer a CNAME",
+        )
+    if not alias.secure:
+        detail = f"insecure CNAME to {target}: no TLSA lookup"
+        return HostOutcome(HostResult(host, "insecure", detail=detail), tuple(ttls))
+    via = f"secure CNAME to insecure {target}: TLSA at the initial name; "
+    return await _lookup_tlsa(
+        host, dns, ttls, trace, address_status="insecure", bases=[host], via=via
+    )
 
 
 async def _lookup_address(
@@ -115,12 +162,20 @@ async def _lookup_address(
 
 
 async def _lookup_tlsa(
-    host: str, address: DnsAnswer, dns: DnsClient, ttls: list[int], trace: Trace | None
+    host: str,
+    dns: DnsClient,
+    ttls: list[int],
+    trace: Trace | None,
+    *,
+    address_status: str,
+    bases: list[str],
+    via: str,
 ) -> HostOutcome:
-    bases = [host]
-    if address.cnames and address.canonical_name != host:
-        bases.insert(0, address.canonical_name)  # RFC 7672 §2.2.2: expanded name first
-    via = f"via CNAME {address.canonical_name}; " if len(bases) > 1 else ""
+    """TLSA at ``_25._tcp.<base>`` for each base in turn, until one has records.
+
+    Only a secure "no TLSA" moves on to the next base; an error is final (Postfix
+    ``tls_dane_resolve``: "If the rname lookup fails we don't try the qname").
+    """
     tlsa_name = ""
     rcode = ""
     for base in bases:
@@ -128,24 +183,31 @@ async def _lookup_tlsa(
         try:
             answer = await dns.query(tlsa_name, "TLSA", trace=trace)
         except DnsError as err:
-            why = describe_error(err)
             return HostOutcome(
-                HostResult(host, "secure", tlsa_name, "error", detail=via + why),
+                HostResult(host, address_status, tlsa_name, "error", detail=via + _explain(err)),
                 tuple(ttls),
-                failure=f"TLSA lookup failed for {host}: {why}",
+                failure=f"TLSA lookup failed for {host}: {describe_error(err)}",
             )
         ttls.append(answer.ttl)
         rcode = answer.rcode
         if not answer.secure:
             detail = f"{via}TLSA answer not DNSSEC-validated"
             return HostOutcome(
-                HostResult(host, "secure", tlsa_name, "insecure", detail=detail), tuple(ttls)
+                HostResult(host, address_status, tlsa_name, "insecure", detail=detail),
+                tuple(ttls),
             )
         records = [r for r in answer.records if isinstance(r, TlsaRecord)]
         if records:
             usable, unusable, why = count_tlsa(records)
             detail = via + (why if not usable else f"{usable} usable TLSA records")
-            result = HostResult(host, "secure", tlsa_name, "secure", usable, unusable, detail)
+            result = HostResult(host, address_status, tlsa_name, "secure", usable, unusable, detail)
             return HostOutcome(result, tuple(ttls))
     detail = f"{via}no TLSA records (validated {'NODATA' if rcode == 'NOERROR' else rcode})"
-    return HostOutcome(HostResult(host, "secure", tlsa_name, "none", detail=detail), tuple(ttls))
+    return HostOutcome(
+        HostResult(host, address_status, tlsa_name, "none", detail=detail), tuple(ttls)
+    )
+
+
+def _explain(err: DnsError) -> str:
+    """The full error text, with the resolver's EDE explanation, for ``tlspolicy query``."""
+    return describe_error(err, brief=False)

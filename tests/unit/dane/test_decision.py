@@ -44,6 +44,27 @@ def mx_answer(*records: MxRecord, rcode: str = "NOERROR", secure: bool = True) -
             "null MX",
             id="null-mx-mixed",
         ),
+        pytest.param(
+            mx_answer(MxRecord(5, "*.example"), MxRecord(10, "a.example")),
+            ("a.example",),
+            False,
+            "",
+            id="wildcard-target-skipped",
+        ),
+        pytest.param(
+            mx_answer(MxRecord(5, "a\\.b.example")),
+            (),
+            False,
+            "no MX target is a valid host name",
+            id="only-invalid-targets",
+        ),
+        pytest.param(
+            mx_answer(MxRecord(5, "a" * 63 + ".example"), MxRecord(6, "_mx-.0.example")),
+            ("a" * 63 + ".example", "_mx-.0.example"),
+            False,
+            "",
+            id="odd-but-valid-targets-kept",
+        ),
     ],
 )
 def test_plan_mx(answer: DnsAnswer, hosts: tuple[str, ...], implicit: bool, reason: str) -> None:
@@ -72,10 +93,32 @@ def test_count_tlsa_reports_first_unusable_reason() -> None:
             DnsError("servfail", "EDE 6 DNSSEC Bogus"), "servfail (EDE 6 DNSSEC Bogus)", id="detail"
         ),
         pytest.param(DnsError("servfail", ""), "servfail", id="no-detail"),
+        pytest.param(
+            DnsError("servfail", "EDE 9 DNSKEY Missing: validation failure <x. MX IN>: crypto"),
+            "servfail (EDE 9 DNSKEY Missing)",
+            id="ede-text-dropped",
+        ),
+        pytest.param(
+            DnsError("servfail", "EDE 6 DNSSEC Bogus: sig, expired; EDE 22 No Reachable Authority"),
+            "servfail (EDE 6 DNSSEC Bogus; EDE 22 No Reachable Authority)",
+            id="several-ede",
+        ),
+        pytest.param(
+            DnsError("timeout", "no answer from 127.0.0.1:53 within 1.00 s"),
+            "timeout (no answer from 127.0.0.1:53 within 1.00 s)",
+            id="timeout-kept",
+        ),
     ],
 )
 def test_describe_error(err: DnsError, text: str) -> None:
     assert describe_error(err) == text
+
+
+def test_describe_error_full_keeps_ede_text() -> None:
+    err = DnsError("servfail", "EDE 6 DNSSEC Bogus: signature crypto failed")
+    assert (
+        describe_error(err, brief=False) == "servfail (EDE 6 DNSSEC Bogus: signature crypto failed)"
+    )
 
 
 def outcome(

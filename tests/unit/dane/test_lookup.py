@@ -11,6 +11,7 @@ from tests.fakes import FakeDns
 from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneLevel, HostResult
 from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, TlsaRecord
+from tlspolicy.errors import DnsError
 from tlspolicy.trace import Trace
 
 USABLE = TlsaRecord(3, 1, 1, bytes(32))
@@ -192,13 +193,104 @@ async def test_lookup_cname_host_error_at_target_is_final() -> None:
     assert tlsa_queries(dns) == ["_25._tcp.smtp.provider.net"]
 
 
-async def test_lookup_insecure_cname_host_gets_no_tlsa_lookup() -> None:
+def alias_status(dns: FakeDns, alias: str, target: str, *, secure: bool) -> None:
+    """The answer to a CNAME query for ``alias``: the first hop of the chain only."""
+    dns.set(alias, "CNAME", [], secure=secure, cnames=((alias, target),))
+
+
+async def test_lookup_insecure_address_without_cname_asks_no_cname_status() -> None:
+    dns = FakeDns()
+    mx(dns, "example.com", "mx.example.com")
+    host(dns, "mx.example.com", USABLE, secure=False)
+    result = await lookup_dane("example.com", dns)
+    assert result.level is DaneLevel.NONE
+    assert ("mx.example.com", "CNAME") not in dns.queries
+    assert tlsa_queries(dns) == []
+
+
+@pytest.mark.parametrize(
+    ("tlsa", "level", "tlsa_status"),
+    [
+        pytest.param([USABLE], DaneLevel.DANE_ONLY, "secure", id="usable-at-initial-name"),
+        pytest.param([UNUSABLE], DaneLevel.DANE, "secure", id="unusable-at-initial-name"),
+        pytest.param([], DaneLevel.NONE, "none", id="no-tlsa-at-initial-name"),
+    ],
+)
+async def test_lookup_secure_alias_to_insecure_target_uses_initial_name(
+    tlsa: list[TlsaRecord], level: DaneLevel, tlsa_status: str
+) -> None:
+    # RFC 7672 §2.2.2: the chain turns insecure after a secure first CNAME, so the
+    # initial name is the TLSA base domain (Postfix qname_secure).
+    dns = FakeDns()
+    mx(dns, "example.com", "mx.example.com")
+    cname_host(dns, "mx.example.com", "smtp.unsigned.net", secure=False)
+    alias_status(dns, "mx.example.com", "smtp.unsigned.net", secure=True)
+    dns.set("_25._tcp.mx.example.com", "TLSA", tlsa)
+    dns.set("_25._tcp.smtp.unsigned.net", "TLSA", [USABLE])  # insecure zone: never asked
+    result = await lookup_dane("example.com", dns)
+    assert result.level is level
+    assert tlsa_queries(dns) == ["_25._tcp.mx.example.com"]
+    (found,) = result.hosts
+    assert (found.address_status, found.tlsa_name, found.tlsa_status) == (
+        "insecure",
+        "_25._tcp.mx.example.com",
+        tlsa_status,
+    )
+    assert found.detail.startswith("secure CNAME to insecure smtp.unsigned.net")
+
+
+async def test_lookup_insecure_first_cname_gets_no_tlsa_lookup() -> None:
     dns = FakeDns()
     mx(dns, "example.com", "mx.example.com")
     cname_host(dns, "mx.example.com", "smtp.provider.net", secure=False)
+    alias_status(dns, "mx.example.com", "smtp.provider.net", secure=False)
+    dns.set("_25._tcp.mx.example.com", "TLSA", [USABLE])
     result = await lookup_dane("example.com", dns)
     assert result.level is DaneLevel.NONE
+    assert ("mx.example.com", "CNAME") in dns.queries
     assert tlsa_queries(dns) == []
+    assert result.hosts[0].detail == "insecure CNAME to smtp.provider.net: no TLSA lookup"
+
+
+async def test_lookup_cname_status_failure_is_temp() -> None:
+    dns = FakeDns()
+    mx(dns, "example.com", "mx.example.com")
+    cname_host(dns, "mx.example.com", "smtp.unsigned.net", secure=False)
+    dns.fail("mx.example.com", "CNAME")
+    result = await lookup_dane("example.com", dns)
+    assert result.level is DaneLevel.TEMP
+    assert result.reason == (
+        "CNAME status lookup failed for mx.example.com: servfail (fake failure)"
+    )
+    assert tlsa_queries(dns) == []
+
+
+async def test_lookup_cname_gone_between_queries_is_temp() -> None:
+    # Postfix qname_secure: "no longer a CNAME" is a lookup error, not "insecure".
+    dns = FakeDns()
+    mx(dns, "example.com", "mx.example.com")
+    cname_host(dns, "mx.example.com", "smtp.unsigned.net", secure=False)
+    dns.set("mx.example.com", "CNAME", [])  # secure NODATA: the alias is gone
+    result = await lookup_dane("example.com", dns)
+    assert result.level is DaneLevel.TEMP
+    assert result.reason == "CNAME status lookup failed for mx.example.com: no longer a CNAME"
+
+
+async def test_lookup_cname_status_ttl_counts() -> None:
+    dns = FakeDns()
+    mx(dns, "example.com", "mx.example.com")
+    cname_host(dns, "mx.example.com", "smtp.unsigned.net", secure=False)
+    dns.set(
+        "mx.example.com",
+        "CNAME",
+        [],
+        secure=True,
+        ttl=200,
+        cnames=(("mx.example.com", "smtp.unsigned.net"),),
+    )
+    dns.set("_25._tcp.mx.example.com", "TLSA", [USABLE])
+    result = await lookup_dane("example.com", dns)
+    assert (result.level, result.ttl) == (DaneLevel.DANE_ONLY, 200)
 
 
 # --- MX special cases ------------------------------------------------------------------
@@ -249,6 +341,44 @@ async def test_lookup_nxdomain_is_none(secure: bool) -> None:
     assert dns.queries == [("nope.example", "MX")]
 
 
+@pytest.mark.parametrize(
+    ("targets", "level", "reason"),
+    [
+        pytest.param(
+            ["*.example.com", "mx.example.com"],
+            DaneLevel.DANE_ONLY,
+            "usable TLSA at all 1 MX hosts",
+            id="wildcard-skipped",
+        ),
+        pytest.param(
+            ["mail\\032x.example.com", "mx.example.com"],
+            DaneLevel.DANE_ONLY,
+            "usable TLSA at all 1 MX hosts",
+            id="escaped-octet-skipped",
+        ),
+        pytest.param(
+            ["mail\\@x.example.com"],
+            DaneLevel.NONE,
+            "no MX target is a valid host name",
+            id="all-skipped",
+        ),
+    ],
+)
+async def test_lookup_mx_targets_that_are_not_host_names_are_skipped(
+    targets: list[str], level: DaneLevel, reason: str
+) -> None:
+    # Postfix dns_get_rr drops such MX records (DNS_INVAL); they must not turn into
+    # TEMP through a query the DNS client refuses to send.
+    dns = FakeDns()
+    mx(dns, "example.com", *targets)
+    host(dns, "mx.example.com", USABLE)
+    result = await lookup_dane("example.com", dns)
+    assert (result.level, result.reason) == (level, reason)
+    skipped = [h for h in result.hosts if h.address_status == "invalid"]
+    assert [h.host for h in skipped] == [t for t in targets if t != "mx.example.com"]
+    assert all(name == "mx.example.com" for name, rdtype in dns.queries if rdtype == "A")
+
+
 async def test_lookup_dedupes_hosts_in_preference_order() -> None:
     dns = FakeDns()
     dns.set(
@@ -290,6 +420,23 @@ async def test_lookup_tlsa_servfail_for_one_host_is_temp() -> None:
     assert result.ttl == 0
     assert result.reason == "TLSA lookup failed for mx2.example.com: servfail (fake failure)"
     assert result.hosts[1].tlsa_status == "error"
+
+
+async def test_lookup_temp_reason_is_brief_and_explanation_full() -> None:
+    dns = FakeDns()
+    mx(dns, "example.com", "mx.example.com")
+    host(dns, "mx.example.com")
+    dns.answers[("_25._tcp.mx.example.com", "TLSA")] = DnsError(
+        "servfail",
+        "EDE 6 DNSSEC Bogus: signature crypto failed from 127.0.0.1",
+        name="_25._tcp.mx.example.com",
+        rdtype="TLSA",
+    )
+    result = await lookup_dane("example.com", dns)
+    assert result.reason == "TLSA lookup failed for mx.example.com: servfail (EDE 6 DNSSEC Bogus)"
+    assert result.hosts[0].detail == (
+        "servfail (EDE 6 DNSSEC Bogus: signature crypto failed from 127.0.0.1)"
+    )
 
 
 @pytest.mark.parametrize(
