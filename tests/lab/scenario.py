@@ -25,6 +25,12 @@ DANE (MX hosts named ``mx1.<d>``, ``mx2.<d>``; TLSA at ``_25._tcp.<mx>``):
   badtlsa.lab          MX 10 mx1.badtlsa.lab (TLSA ok), MX 20 mx.tlsabogus.lab (TLSA bogus)
   both.lab             DANE hosts with TLSA and an MTA-STS enforce policy
   sts.unsigned.lab     unsigned, MTA-STS enforce
+  cname-insecure.lab   MX mx.cname-insecure.lab, a signed CNAME to mx.cname-insecure.unsigned.lab
+                       (A in the unsigned zone); TLSA at _25._tcp.mx.cname-insecure.lab, the
+                       initial name (RFC 7672 §2.2.2, Postfix qname_secure)
+  LONG_LABEL_DOMAIN    "l" * 63 + ".lab": MX mx1.<d> with TLSA 3 1 1 (a 63-octet label)
+  LONGEST_DOMAIN       a 253-character name under lab. with an A record and no MX: its
+                       _25._tcp and _mta-sts names are too long to exist in the DNS
 MTA-STS (signed zone, MX hosts without TLSA; policy mx lines name mx1/mx2 unless said):
   sts-good.lab  enforce          sts-wild.lab  enforce, mx: *.sts-wild.lab
   sts-cname.lab  _mta-sts CNAME _mta-sts.sts-cname.provider.lab, mta-sts CNAME
@@ -316,11 +322,29 @@ def _mta_sts(cat: Catalogue) -> None:
     cat.sts("sts-tlsrpt.lab", Behavior(body=rfc_policy))
 
 
+# Names at the length limits (RFC 1035 §2.3.4): a 63-octet label, and a 253-character name
+# (255 octets on the wire), the longest a DNS query can carry.
+LONG_LABEL_DOMAIN = "l" * 63 + ".lab"
+LONGEST_DOMAIN = ".".join(["x" * 63, "y" * 63, "z" * 63, "w" * 57, "lab"])
+
+
+def _dane_names(cat: Catalogue) -> None:
+    """DANE cases added after the first catalogue; last, so older hosts keep their addresses."""
+    cat.add("mx.cname-insecure.lab", "CNAME", "mx.cname-insecure.unsigned.lab")
+    cat.host("mx.cname-insecure.unsigned.lab")
+    cat.add("_25._tcp.mx.cname-insecure.lab", "TLSA", _tlsa_311())
+    cat.mx("cname-insecure.lab", "mx.cname-insecure.lab")
+    cat.host(f"mx1.{LONG_LABEL_DOMAIN}", _tlsa_311())
+    cat.mx(LONG_LABEL_DOMAIN, f"mx1.{LONG_LABEL_DOMAIN}")
+    cat.host(LONGEST_DOMAIN)
+
+
 def build_catalogue(https_address: str) -> Catalogue:
     """Every named case, with fresh random TLSA data; policy hosts resolve to ``https_address``."""
     cat = Catalogue(https_address=https_address)
     _dane(cat)
     _mta_sts(cat)
+    _dane_names(cat)
     return cat
 
 

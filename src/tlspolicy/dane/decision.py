@@ -180,7 +180,8 @@ def decide(plan: MxPlan, hosts: Sequence[HostOutcome], limits: TtlLimits) -> Dan
         reason = f"secure TLSA at {with_tlsa} of {total} MX hosts, {usable} usable"
     else:
         level = DaneLevel.NONE
-        signed = sum(1 for r in results if r.address_status == "secure")
+        # A TLSA lookup was made: the host (or its secure alias, §2.2.2) is in a signed zone.
+        signed = sum(1 for r in results if r.tlsa_name)
         reason = "no MX host has secure TLSA" if signed else "no MX host in a signed zone"
     if level is not DaneLevel.DANE_ONLY and not plan.secure:
         reason += "; MX RRset not signed"

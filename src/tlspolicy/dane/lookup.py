@@ -71,8 +71,6 @@ async def lookup_dane(
         mx_answer = await dns.query(domain, "MX", trace=trace)
     except DnsError as err:
         result = temp_result(f"MX lookup failed: {describe_error(err)}")
-        if trace is not None:
-            trace.note(f"MX lookup for {domain}: {_explain(err)}")
     else:
         plan = plan_mx(domain, mx_answer)
         gate = asyncio.Semaphore(max(1, concurrency))
