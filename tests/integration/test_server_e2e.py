@@ -171,3 +171,15 @@ def test_e2e_version() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.startswith("tlspolicy ")
+
+
+def test_e2e_cli_query_shows_the_servers_cached_answer(start_server: Any, tmp_path: Path) -> None:
+    cache = {"backend": "sqlite", "path": str(tmp_path / "cache.sqlite3")}
+    server = start_server(cache=cache)
+    assert server.request("sts-good.lab") == "OK " + STS_GOOD
+    data = json.loads(server.cli_query("sts-good.lab", "--json").stdout)
+    assert data["cache"]["backend"] == "sqlite"
+    assert data["cache"]["reply"] == "OK " + STS_GOOD
+    assert data["cache"]["entry"]["sts"]["policy_id"]
+    human = server.cli_query("plain.lab").stdout
+    assert "cache:    sqlite: no entry" in human

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 from tlspolicy.app import App
-from tlspolicy.errors import ProtocolError
+from tlspolicy.cache.backend import open_backend
+from tlspolicy.cache.store import PolicyCache
+from tlspolicy.cli.admin import cached_reply
+from tlspolicy.config import Config
+from tlspolicy.errors import CacheError, ProtocolError
 from tlspolicy.mtasts.state import StsState
 from tlspolicy.socketmap.answer import NOTFOUND, format_reply, perm
 from tlspolicy.socketmap.keys import normalize_key
@@ -54,6 +59,36 @@ async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
     out["mta_sts"] = _sts_summary(sts_state)
     out["lookups"] = [event.as_dict() for event in trace.events]
     return out
+
+
+async def cached_view(config: Config, map_name: str, domain: str) -> dict[str, Any]:
+    """What the configured cache (the running server's) holds for ``domain``, and the answer
+    the server gives from it; the live lookup above may differ (e.g. a cached MTA-STS policy
+    kept while its host fails). Read-only: a damaged file is reported, not moved aside."""
+    profile = config.profile(map_name)
+    if profile is None or config.cache.backend == "memory":
+        return {"backend": config.cache.backend, "entry": None}
+    cache = PolicyCache(
+        open_backend(config.cache, recover=False), hot_entries=1, hot_ttl=config.cache.hot_ttl
+    )
+    try:
+        await cache.open()
+        if not cache.healthy:
+            return {"backend": config.cache.backend, "error": cache.outage_reason}
+        entry = await cache.get(domain)
+    except CacheError as exc:
+        return {"backend": config.cache.backend, "error": str(exc)}
+    finally:
+        with contextlib.suppress(CacheError):
+            await cache.aclose()
+    if entry is None:
+        return {"backend": config.cache.backend, "entry": None}
+    now = time.time()
+    return {
+        "backend": config.cache.backend,
+        "reply": cached_reply(entry, profile, config, now),
+        "entry": entry.to_json(),
+    }
 
 
 def _sts_summary(state: StsState) -> dict[str, Any]:
@@ -119,4 +154,12 @@ def print_explanation(out: dict[str, Any]) -> None:
             )
     if "elapsed_ms" in out:
         lines.append(f"total:    {out['elapsed_ms']} ms")
+    cache = out.get("cache")
+    if cache and cache.get("error"):
+        lines.append(f"cache:    {cache['backend']}: unavailable ({cache['error']})")
+    elif cache and cache.get("entry"):
+        reply = cache.get("reply") or "(expired: the next query looks up)"
+        lines.append(f"cache:    {cache['backend']} holds an entry; the server answers: {reply}")
+    elif cache:
+        lines.append(f"cache:    {cache['backend']}: no entry")
     print("\n".join(lines))

@@ -17,7 +17,7 @@ from typing import Any
 from tlspolicy import __version__
 from tlspolicy.app import build_app, memory_cache
 from tlspolicy.cli import admin
-from tlspolicy.cli.explain import explain_domain, print_explanation
+from tlspolicy.cli.explain import cached_view, explain_domain, print_explanation
 from tlspolicy.cli.serve import serve
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError, TlsPolicyError
@@ -105,6 +105,8 @@ async def query(config: Config, key: str, map_name: str | None, *, as_json: bool
         explanation = await explain_domain(app, name, key)
     finally:
         await app.aclose()
+    if "domain" in explanation:
+        explanation["cache"] = await cached_view(config, name, explanation["domain"])
     if as_json:
         print(json.dumps(explanation, indent=2, ensure_ascii=False))
     else:
