@@ -38,7 +38,7 @@ from tlspolicy.errors import ProtocolError
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher, refresh_sts
 from tlspolicy.mtasts.policy import Mode
-from tlspolicy.mtasts.state import Freshness, StsState, StsView, sts_view
+from tlspolicy.mtasts.state import Freshness, StsState, StsView, fresh_until, sts_view
 from tlspolicy.socketmap.answer import NOTFOUND, format_reply, perm, temp
 from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.trace import Trace
@@ -54,6 +54,8 @@ REFRESH_RETRY_S = 30.0
 REFRESH_RETRY_MAX_S = 1800.0
 # Refresh-ahead jitter: a refresh is spread over this share of the remaining lifetime.
 REFRESH_JITTER_SHARE = 0.5
+# Answers memoised for the synchronous fast path (``answer_now``); cleared when full.
+MAX_MEMO_ENTRIES = 50000
 
 
 @dataclass(slots=True)
@@ -68,6 +70,17 @@ class Resolution:
     sts_state: StsState | None = None
     elapsed_ms: float = 0.0
     trace: Trace | None = None
+    reusable_until: float = 0.0  # a cache-only decision holds until then (0: do not reuse)
+
+
+@dataclass(slots=True)
+class _Memo:
+    """A reply derived only from cached data, reusable until the data could change."""
+
+    reply: str
+    kind: str  # metric answer label
+    domain: str
+    until: float
 
 
 @dataclass(slots=True)
@@ -112,6 +125,8 @@ class PolicyService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._refresh: dict[str, _RefreshState] = {}
+        self._memo: dict[tuple[str, str], _Memo] = {}
+        self._memo_keys: dict[str, list[tuple[str, str]]] = {}
         self._refresh_wakeup = asyncio.Event()
         self._refresh_slots = asyncio.Semaphore(config.cache.refresh_concurrency)
         self._scheduler: asyncio.Task[None] | None = None
@@ -132,6 +147,7 @@ class PolicyService:
     def reconfigure(self, config: Config) -> None:
         """Take new maps/timeouts (SIGHUP); backends and listeners stay as they are."""
         self.config = config
+        self._forget_memos()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -144,7 +160,45 @@ class PolicyService:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    # --- the socketmap entry point -----------------------------------------------------
+    # --- the socketmap entry points ----------------------------------------------------
+
+    def answer_now(self, name: str, key: str) -> str | None:
+        """The reply for a request answered before from cached data alone, if it still holds.
+
+        Synchronous, so the server can reply without scheduling anything: the hot path of a
+        busy MTA. A memo holds no longer than the cached data it came from (DANE expiry or
+        refresh window, MTA-STS id re-check, policy expiry, negative caching) and at most
+        ``cache.hot_ttl`` seconds; storing a new result for the domain drops it.
+        """
+        memo = self._memo.get((name, key))
+        if memo is None:
+            return None
+        now = self.clock()
+        if now >= memo.until:
+            del self._memo[(name, key)]
+            return None
+        self.stats.queries += 1
+        self.stats.cache_hits += 1
+        self.cache.note_use(memo.domain, now)
+        self.metrics.cache("hot", True)
+        self.metrics.query(name, memo.kind)
+        self.stats.answers[memo.kind] = self.stats.answers.get(memo.kind, 0) + 1
+        return memo.reply
+
+    def _remember(self, name: str, key: str, domain: str, reply: str, until: float) -> None:
+        if len(self._memo) >= MAX_MEMO_ENTRIES:
+            self._forget_memos()
+        kind = _answer_kind(reply)
+        self._memo[(name, key)] = _Memo(reply, kind, domain, until)
+        self._memo_keys.setdefault(domain, []).append((name, key))
+
+    def _forget_memos(self, domain: str | None = None) -> None:
+        if domain is None:
+            self._memo.clear()
+            self._memo_keys.clear()
+            return
+        for memo_key in self._memo_keys.pop(domain, ()):
+            self._memo.pop(memo_key, None)
 
     async def answer(self, name: str, key: str) -> str:
         """The reply payload for one socketmap request. Never raises (but ProtocolError)."""
@@ -182,13 +236,15 @@ class PolicyService:
             )
         else:
             log.debug("%s: %s from cache", parsed.domain, resolution.decision.verdict.value)
+            if resolution.reusable_until > self.clock():
+                self._remember(name, key, parsed.domain, reply, resolution.reusable_until)
         self.metrics.cache("hot", resolution.source == "cache")
         return self._count(name, reply)
 
     def _count(self, name: str, reply: str) -> str:
-        kind = reply.split(" ", 2)[1] if reply.startswith("OK ") else reply.split(" ", 1)[0]
+        kind = _answer_kind(reply)
         self.stats.answers[kind] = self.stats.answers.get(kind, 0) + 1
-        self.metrics.query(name, kind.lower())
+        self.metrics.query(name, kind)
         return reply
 
     # --- resolution --------------------------------------------------------------------
@@ -204,11 +260,15 @@ class PolicyService:
         view = self._view(sts_state, now)
         temp_on_dns = self.config.mta_sts.dns_failure == "temp"
 
+        reusable_until = now + self.config.cache.hot_ttl
         if not self.config.dane.enabled:
             dane: DaneResult | None = DaneResult(DaneLevel.NONE, "DANE disabled", 0)
         elif dane_branch is not None and dane_branch.fresh(now):
             dane = dane_branch.result
-            self._consider_refresh(domain, dane_branch.checked_at, dane_branch.expires_at, now)
+            refresh_at = self._consider_refresh(
+                domain, dane_branch.checked_at, dane_branch.expires_at, now
+            )
+            reusable_until = min(reusable_until, refresh_at)
         else:
             dane = None
 
@@ -232,7 +292,9 @@ class PolicyService:
 
         if dane.level is not DaneLevel.NONE:
             decision = decide_dane_first(domain, dane, None, profile)
-            return Resolution(domain, decision, source, dane=dane, sts=None, trace=trace)
+            return Resolution(
+                domain, decision, source, dane=dane, trace=trace, reusable_until=reusable_until
+            )
 
         if sts_task is not None:
             source = "live"
@@ -240,8 +302,23 @@ class PolicyService:
             view = self._view(sts_state, self.clock())
         elif view.freshness is Freshness.RECHECK:
             self._background_sts(domain, sts_state)
+        reusable_until = min(
+            reusable_until,
+            fresh_until(sts_state, now, recheck_interval=self.config.mta_sts.recheck_interval),
+        )
         decision = decide_sts(domain, view, profile, temp_on_dns_failure=temp_on_dns)
-        return Resolution(domain, decision, source, dane, view, sts_state, trace=trace)
+        if decision.verdict is Verdict.TEMP:
+            reusable_until = 0.0
+        return Resolution(
+            domain,
+            decision,
+            source,
+            dane,
+            view,
+            sts_state,
+            trace=trace,
+            reusable_until=reusable_until,
+        )
 
     async def sts_for_display(self, domain: str, trace: Trace | None) -> StsState:
         """The MTA-STS state when DANE decided (``tlspolicy query``): the lookup already
@@ -364,6 +441,7 @@ class PolicyService:
         self, domain: str, *, dane: DaneBranch | None = None, sts: StsState | None = None
     ) -> None:
         """Merge one branch into the entry; the other branch is kept as it is."""
+        self._forget_memos(domain)
         lock = self._lock(domain)
         async with lock:
             entry = await self.cache.get(domain) or CacheEntry(domain=domain, used_at=self.clock())
@@ -379,18 +457,22 @@ class PolicyService:
 
     def _consider_refresh(
         self, domain: str, checked_at: float, expires_at: float, now: float
-    ) -> None:
-        """Queue a used DANE branch whose remaining life is under ``refresh_before``."""
+    ) -> float:
+        """Queue a used DANE branch whose remaining life is under ``refresh_before``.
+
+        Returns when the branch enters its refresh window (``expires_at`` without refresh).
+        """
         cfg = self.config.cache
-        if not cfg.refresh_ahead or domain in self._refresh or self._closing:
-            return
+        if not cfg.refresh_ahead:
+            return expires_at
         lifetime = max(expires_at - checked_at, 1.0)
         start = expires_at - lifetime * cfg.refresh_before
-        if now < start:
-            return
+        if now < start or domain in self._refresh or self._closing:
+            return start if now < start else now
         spread = max(expires_at - now, 0.0) * REFRESH_JITTER_SHARE
         self._refresh[domain] = _RefreshState(due=now + random.uniform(0, spread))
         self._refresh_wakeup.set()
+        return now
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -463,6 +545,13 @@ class PolicyService:
         finally:
             if shared:
                 await self.cache.release_lease(lease, self.owner)
+
+
+def _answer_kind(reply: str) -> str:
+    """The metric label of a reply: the level for OK, else the status word, lowercased."""
+    if reply.startswith("OK "):
+        return reply[3:].split(" ", 1)[0]
+    return reply.split(" ", 1)[0].lower()
 
 
 def _dane_rank(level: DaneLevel) -> int:

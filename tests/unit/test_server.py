@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -38,6 +39,12 @@ async def served() -> AsyncIterator[tuple[SocketmapServer, Answers, int]]:
     await server.stop(grace=1)
 
 
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
 def frame(payload: bytes) -> bytes:
     return b"%d:%s," % (len(payload), payload)
 
@@ -56,7 +63,7 @@ async def test_server_answers_many_requests_on_one_connection(served) -> None:
         writer.write(frame(b"QUERY " + key))
         reply = await read_reply(reader)
         assert reply == (b"OK " + key + b"-answer" if key else b"NOTFOUND ")
-    writer.close()
+    await close(writer)
 
 
 async def test_server_answers_back_to_back_requests_in_order(served) -> None:
@@ -67,7 +74,7 @@ async def test_server_answers_back_to_back_requests_in_order(served) -> None:
     writer.write(b"".join(frame(b"QUERY " + k) for k in keys))
     for key in keys:
         assert await read_reply(reader) == b"OK " + key + b"-answer"
-    writer.close()
+    await close(writer)
 
 
 @pytest.mark.parametrize(
@@ -90,8 +97,8 @@ async def test_server_closes_only_the_bad_connection(served, garbage: bytes, cap
     assert sum("closing socketmap connection" in r.message for r in caplog.records) == 1
     good_writer.write(frame(b"QUERY still.example"))
     assert await read_reply(good_reader) == b"OK still.example-answer"
-    good_writer.close()
-    bad_writer.close()
+    await close(good_writer)
+    await close(bad_writer)
 
 
 async def test_server_bounds_connections(served) -> None:
@@ -105,14 +112,15 @@ async def test_server_bounds_connections(served) -> None:
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
         await asyncio.wait_for(read_reply(extra_reader), 2)
     for _, writer in conns:
-        writer.close()
+        await close(writer)
+    await close(extra_writer)
 
 
 async def test_server_closes_idle_connections(served) -> None:
     _, _, port = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     assert await asyncio.wait_for(reader.read(), 3) == b""
-    writer.close()
+    await close(writer)
 
 
 async def test_server_stop_finishes_in_flight_answer() -> None:
@@ -127,6 +135,7 @@ async def test_server_stop_finishes_in_flight_answer() -> None:
     await server.stop(grace=5)
     assert await read_reply(reader) == b"OK slow.example-answer"
     assert await reader.read() == b""
+    await close(writer)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
 
@@ -139,7 +148,7 @@ async def test_server_unix_socket_with_mode(tmp_path: Path) -> None:
     reader, writer = await asyncio.open_unix_connection(str(path))
     writer.write(frame(b"QUERY u.example"))
     assert await read_reply(reader) == b"OK u.example-answer"
-    writer.close()
+    await close(writer)
     await server.stop(grace=1)
     assert not path.exists()
 
@@ -151,5 +160,29 @@ async def test_server_ipv6_listener() -> None:
     reader, writer = await asyncio.open_connection("::1", port)
     writer.write(frame(b"QUERY six.example"))
     assert await read_reply(reader) == b"OK six.example-answer"
-    writer.close()
+    await close(writer)
+    await server.stop(grace=1)
+
+
+async def test_server_quick_answers_keep_order() -> None:
+    answers = Answers()
+    answers.delay = 0.02
+    quick_calls: list[str] = []
+
+    def quick(name: str, key: str) -> str | None:
+        quick_calls.append(key)
+        return f"OK {key}-quick" if key.startswith("q") else None
+
+    server = SocketmapServer(answers, ServerConfig(), answer_now=quick)
+    names = await server.start([ListenAddress("tcp", "127.0.0.1", 0)])
+    port = int(names[0].rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(frame(b"QUERY q1.example"))
+    assert await read_reply(reader) == b"OK q1.example-quick"
+    assert answers.seen == []  # answered without the async path
+    # A slow request first: the quick one behind it must wait its turn.
+    writer.write(frame(b"QUERY slow.example") + frame(b"QUERY q2.example"))
+    assert await read_reply(reader) == b"OK slow.example-answer"
+    assert await read_reply(reader) in (b"OK q2.example-answer", b"OK q2.example-quick")
+    await close(writer)
     await server.stop(grace=1)

@@ -222,3 +222,55 @@ async def test_service_refresh_ahead_refreshes_used_dane_entry() -> None:
     else:
         pytest.fail("entry was not refreshed ahead of expiry")
     await service.aclose()
+
+
+async def test_service_answer_now_serves_memo_from_cache_only(world) -> None:
+    dns, _, _, service = world
+    await service.cache.open()
+    assert service.answer_now("QUERY", "sts.example") is None  # nothing known yet
+    live = await service.answer("QUERY", "sts.example")
+    assert service.answer_now("QUERY", "sts.example") is None  # a live answer is not memoised
+    assert await service.answer("QUERY", "sts.example") == live  # from the cache: memoised
+    queries = len(dns.queries)
+    assert service.answer_now("QUERY", "sts.example") == live
+    assert service.answer_now("QUERYwithTLSRPT", "sts.example") is None  # per map
+    assert len(dns.queries) == queries
+
+
+async def test_service_answer_now_never_outlives_the_recheck(world) -> None:
+    _, _, clock, service = world
+    await service.cache.open()
+    await service.answer("QUERY", "sts.example")
+    await service.answer("QUERY", "sts.example")
+    assert service.answer_now("QUERY", "sts.example") is not None
+    clock.now += 4  # within hot_ttl (5 s) and the recheck interval
+    assert service.answer_now("QUERY", "sts.example") is not None
+    clock.now += 2  # past hot_ttl
+    assert service.answer_now("QUERY", "sts.example") is None
+
+
+async def test_service_answer_now_dropped_when_new_data_is_stored(world) -> None:
+    dns, fetcher, clock, service = world
+    await service.cache.open()
+    await service.answer("QUERY", "sts.example")
+    await service.answer("QUERY", "sts.example")
+    assert service.answer_now("QUERY", "sts.example") is not None
+    clock.now += 61  # id re-check due: the slow path answers and re-checks in the background
+    assert service.answer_now("QUERY", "sts.example") is None
+    dns.set("_mta-sts.sts.example", "TXT", [TxtRecord((b"v=STSv1; id=two;",))])
+    fetcher.policies["sts.example"] = POLICY.replace("mx.sts.example", "*.sts.example")
+    await service.answer("QUERY", "sts.example")
+    await asyncio.sleep(0.05)
+    assert service.answer_now("QUERY", "sts.example") is None
+    assert await service.answer("QUERY", "sts.example") == (
+        "OK secure match=.sts.example servername=hostname"
+    )
+
+
+async def test_service_answer_now_never_for_temp(world) -> None:
+    dns, _, _, service = world
+    await service.cache.open()
+    dns.fail("dane.example", "MX")
+    for _ in range(3):
+        assert (await service.answer("QUERY", "dane.example")).startswith("TEMP")
+    assert service.answer_now("QUERY", "dane.example") is None

@@ -40,7 +40,10 @@ class Runner:
         self.config_path = config_path
         self.metrics = Metrics(map_names=config.maps)
         self.server = SocketmapServer(
-            self._answer, config.server, on_connections=self.metrics.set_connections
+            self._answer,
+            config.server,
+            answer_now=self._answer_now,
+            on_connections=self.metrics.set_connections,
         )
         self.app: App | None = None
         self.http: HttpEndpoint | None = None
@@ -48,6 +51,9 @@ class Runner:
         self.tasks: list[asyncio.Task[None]] = []
         self.cache_entries = 0.0
         self.stop_event = asyncio.Event()
+
+    def _answer_now(self, name: str, key: str) -> str | None:
+        return None if self.app is None else self.app.service.answer_now(name, key)
 
     async def _answer(self, name: str, key: str) -> str:
         assert self.app is not None  # connections are accepted only once the app is built

@@ -228,6 +228,24 @@ def sts_view(state: StsState | None, now: float, *, recheck_interval: float) -> 
     return StsView(None, Freshness.STALE, f"{reason}; look up again", dns_failed=dns_failed)
 
 
+def fresh_until(state: StsState | None, now: float, *, recheck_interval: float) -> float:
+    """Until when ``sts_view`` keeps giving the same FRESH view (``now`` if it is not FRESH).
+
+    Lets a caller reuse an answer derived from the view without asking again.
+    """
+    if state is None:
+        return now
+    if state.policy is not None and state.policy_valid(now):
+        until = min(state.checked_at + recheck_interval, state.expires_at())
+        due = state.refresh_due_at()
+        if state.checked_at < due:
+            until = min(until, due)
+        return max(until, now)
+    if now < state.negative_until:
+        return state.negative_until
+    return now
+
+
 def _no_policy_reason(state: StsState) -> str:
     parts: list[str] = []
     if state.error_kind == StsErrorKind.NO_RECORD:

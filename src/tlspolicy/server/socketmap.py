@@ -35,6 +35,8 @@ from tlspolicy.socketmap.connection import (
 log = logging.getLogger("tlspolicy.server")
 
 Answerer = Callable[[str, str], Awaitable[str]]
+# Optional synchronous fast path: the reply if it is known without waiting, else None.
+QuickAnswerer = Callable[[str, str], str | None]
 # A client that keeps sending without reading replies is paused after this many requests.
 MAX_PENDING_REQUESTS = 64
 
@@ -89,12 +91,19 @@ class _SocketmapProtocol(asyncio.Protocol):
     # work -------------------------------------------------------------------------------
 
     def _parse(self) -> None:
+        quick = self.server.answer_now
         try:
             while True:
                 request = self.conn.next_request()
                 if request is None or request is NEED_DATA:
                     break
                 assert isinstance(request, Request)
+                # Answer at once when nothing is queued before it (replies stay in order).
+                if quick is not None and not self.pending and self.worker is None:
+                    reply = quick(request.name, request.key)
+                    if reply is not None and self.transport is not None:
+                        self.transport.write(encode_reply(reply))
+                        continue
                 self.pending.append(request)
         except ProtocolError as exc:
             self._reject(str(exc))
@@ -182,9 +191,11 @@ class SocketmapServer:
         answer: Answerer,
         config: ServerConfig,
         *,
+        answer_now: QuickAnswerer | None = None,
         on_connections: Callable[[int], None] | None = None,
     ) -> None:
         self.answer = answer
+        self.answer_now = answer_now
         self.config = config
         self.on_connections = on_connections
         self.connections: set[_SocketmapProtocol] = set()

@@ -14,6 +14,7 @@ from tlspolicy.mtasts.state import (
     Freshness,
     StsErrorKind,
     StsState,
+    fresh_until,
     sts_view,
 )
 
@@ -207,3 +208,32 @@ def test_sts_view_negative_results_believed_until_negative_until(
     after = sts_view(state, T0 + 300, recheck_interval=RECHECK)
     assert after.freshness is Freshness.STALE
     assert after.dns_failed is (kind is StsErrorKind.DNS)
+
+
+def test_fresh_until_matches_sts_view() -> None:
+    policy = parse_policy("version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 86400\n")
+    states = [
+        None,
+        StsState(policy=policy, policy_id="a", fetched_at=1000.0, record_id="a", checked_at=1000.0),
+        StsState(policy=policy, policy_id="a", fetched_at=0.0, record_id="a", checked_at=80000.0),
+        StsState(
+            policy=None,
+            policy_id=None,
+            fetched_at=0.0,
+            record_id=None,
+            checked_at=900.0,
+            negative_until=2000.0,
+        ),
+    ]
+    for state in states:
+        for now in (1000.0, 1030.0, 1059.0, 1100.0, 1999.0, 50000.0, 86399.0, 90000.0):
+            until = fresh_until(state, now, recheck_interval=60.0)
+            view = sts_view(state, now, recheck_interval=60.0)
+            if view.freshness is not Freshness.FRESH:
+                assert until == now
+                continue
+            assert until > now
+            for probe in (now, (now + until) / 2, until - 0.001):
+                later = sts_view(state, probe, recheck_interval=60.0)
+                assert later.freshness is Freshness.FRESH
+                assert later.policy is view.policy
