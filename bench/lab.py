@@ -11,8 +11,8 @@ Zones (NSD, signed with dnspython through ``tests.lab.zones.ZoneSet``):
   policy naming both MX hosts.
 * ``bogus.bench.`` signed with every signature broken: the self-check's "must fail" canary.
 * ``fill.bench.`` is an Unbound ``local-zone ... static``: every name under it is an NXDOMAIN
-  answered by Unbound itself. It fills the server's cache with 100,000 cheap "no policy"
-  entries for the memory scenarios.
+  answered by Unbound itself. Startup probes ask such names (a real but cheap lookup), and
+  the memory scenario names its cloned cache entries after them (``fill.py``).
 
 Unbound is the lab's validating resolver with benchmark settings: cache TTL caps raised so a
 warmed cache stays warm for the whole run, bigger caches, and a second listener on
@@ -37,7 +37,7 @@ import dns.exception
 import dns.message
 import dns.name
 from tests.lab.dnslab import Blackhole, Nsd, Unbound
-from tests.lab.https import Behavior, CertVariant, HttpsLab
+from tests.lab.https import Behavior, CertVariant, HttpsLab, _Server
 from tests.lab.netutil import LOOPBACK
 from tests.lab.scenario import policy_host, sts_policy, sts_txt
 from tests.lab.zones import ALL_TYPES, ZoneSet, ZoneSpec, tlsa_value
@@ -70,6 +70,9 @@ PEER_DNS_CANDIDATES = tuple(f"127.53.0.{n}" for n in range(1, 21))
 DNS_PORT = 53  # what /etc/resolv.conf implies
 WARM_CONCURRENCY = 64  # queries in flight while warming Unbound
 WARM_TIMEOUT_S = 5.0
+# Listen backlog of the policy server. socketserver's default of 5 overflows when 16 clients
+# connect at once, and a dropped SYN is retried only after 1 s (Linux TCP_TIMEOUT_INIT).
+HTTPS_BACKLOG = 1024
 
 
 def dane_domain(i: int) -> str:
@@ -127,8 +130,13 @@ class BenchHttps(HttpsLab):
     """The lab's HTTPS policy server, with every host's certificate issued up front.
 
     The lab issues a certificate on a host's first TLS handshake (about 1 ms each); a
-    benchmark must not charge that to whichever client happens to fetch first.
+    benchmark must not charge that to whichever client happens to fetch first. Its listen
+    backlog is raised to ``HTTPS_BACKLOG``.
     """
+
+    def start(self) -> None:
+        _Server.request_queue_size = HTTPS_BACKLOG  # read by TCPServer.server_activate
+        super().start()
 
     def preload_certificates(self, hosts: list[str]) -> None:
         for host in hosts:

@@ -52,6 +52,8 @@ class _SocketmapProtocol(asyncio.Protocol):
         self.peer = "?"
         self.closing = False
         self.paused = False
+        self.activity = 0  # requests and replies seen; the idle timer compares it
+        self.idle_seen = 0
 
     # asyncio callbacks ------------------------------------------------------------------
 
@@ -70,7 +72,7 @@ class _SocketmapProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
         self._parse()
-        self._arm_idle()
+        self.activity += 1
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")
@@ -135,7 +137,7 @@ class _SocketmapProtocol(asyncio.Protocol):
                 self.transport.write(data)
         finally:
             self.worker = None
-            self._arm_idle()
+            self.activity += 1
             if self.closing or self.server.stopping or self.conn_at_eof():
                 self.close()
 
@@ -160,15 +162,18 @@ class _SocketmapProtocol(asyncio.Protocol):
         return self.worker is not None
 
     def _arm_idle(self) -> None:
+        # One timer per idle period, not per request: traffic only bumps ``activity``, and
+        # the timer re-arms itself when it finds that something happened meanwhile.
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         if self.closing:
             return
         loop = asyncio.get_running_loop()
+        self.idle_seen = self.activity
         self.idle_handle = loop.call_later(self.server.config.idle_timeout, self._idle)
 
     def _idle(self) -> None:
-        if self.busy:
+        if self.busy or self.activity != self.idle_seen:
             self._arm_idle()
             return
         log.debug("closing idle socketmap connection from %s", self.peer)
