@@ -101,7 +101,7 @@ class CacheConfig:
     path: str = ""
     url: str | None = None
     max_entries: int = 200000
-    hot_entries: int = 100000
+    hot_entries: int = 20000
     hot_ttl: float = 5.0
     refresh_ahead: bool = True
     refresh_before: float = 0.2

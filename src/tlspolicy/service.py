@@ -55,7 +55,7 @@ REFRESH_RETRY_MAX_S = 1800.0
 # Refresh-ahead jitter: a refresh is spread over this share of the remaining lifetime.
 REFRESH_JITTER_SHARE = 0.5
 # Answers memoised for the synchronous fast path (``answer_now``); cleared when full.
-MAX_MEMO_ENTRIES = 50000
+MAX_MEMO_ENTRIES = 20000
 
 
 @dataclass(slots=True)
