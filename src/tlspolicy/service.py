@@ -86,6 +86,7 @@ class _Memo:
 @dataclass(slots=True)
 class _RefreshState:
     due: float
+    checked_at: float  # the DANE branch this refresh replaces (another server may be newer)
     failures: int = 0
 
 
@@ -254,6 +255,10 @@ class PolicyService:
     ) -> Resolution:
         now = self.clock()
         entry = await self.cache.get(domain)
+        if self.cache.shared and self._would_look_up(entry, now):
+            # Another server may have done this lookup already: ask the shared store, not
+            # our in-process copy (the hot path above stays free of network round trips).
+            entry = await self.cache.get_fresh(domain)
         self.cache.note_use(domain, now)
         dane_branch = entry.dane if entry is not None else None
         sts_state = entry.sts if entry is not None else None
@@ -327,7 +332,20 @@ class PolicyService:
         if task is not None:
             state: StsState = await self._await(task)
             return state
+        entry = await self.cache.get(domain)  # the background lookup may be done already
+        if entry is not None and entry.sts is not None:
+            return entry.sts
         return await self._lookup_sts(domain, trace)
+
+    def _would_look_up(self, entry: CacheEntry | None, now: float) -> bool:
+        if entry is None:
+            return True
+        dane = entry.dane
+        if self.config.dane.enabled and (dane is None or not dane.fresh(now)):
+            return True
+        dane_decides = dane is not None and dane.result.level is not DaneLevel.NONE
+        stale = self._view(entry.sts, now).freshness is Freshness.STALE
+        return not dane_decides and stale
 
     def _view(self, state: StsState | None, now: float) -> StsView:
         return sts_view(state, now, recheck_interval=self.config.mta_sts.recheck_interval)
@@ -470,7 +488,8 @@ class PolicyService:
         if now < start or domain in self._refresh or self._closing:
             return start if now < start else now
         spread = max(expires_at - now, 0.0) * REFRESH_JITTER_SHARE
-        self._refresh[domain] = _RefreshState(due=now + random.uniform(0, spread))
+        due = now + random.uniform(0, spread)
+        self._refresh[domain] = _RefreshState(due=due, checked_at=checked_at)
         self._refresh_wakeup.set()
         return now
 
@@ -508,7 +527,15 @@ class PolicyService:
             self.metrics.refresh("skipped")
             return
         try:
-            entry = await self.cache.get(domain)
+            entry = await (self.cache.get_fresh(domain) if shared else self.cache.get(domain))
+            if (
+                entry is not None
+                and entry.dane is not None
+                and entry.dane.checked_at > state.checked_at
+            ):
+                self._refresh.pop(domain, None)  # another server refreshed it meanwhile
+                self.metrics.refresh("skipped")
+                return
             old = entry.dane.result if entry is not None and entry.dane is not None else None
             self.stats.refreshes += 1
             result = await self._await(

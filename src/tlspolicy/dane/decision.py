@@ -197,7 +197,11 @@ def decide(plan: MxPlan, hosts: Sequence[HostOutcome], limits: TtlLimits) -> Dan
 
 
 def _ttl(level: DaneLevel, ttls: Sequence[int], limits: TtlLimits) -> int:
-    ttl = min(ttls, default=0)
-    if ttl <= 0 and level is DaneLevel.NONE:
-        return limits.negative_ttl
-    return max(limits.min_ttl, min(limits.max_ttl, ttl))
+    """Smallest TTL used, clamped; ``negative_ttl`` only when no TTL is known at all.
+
+    A TTL of 0 is a real value (a resolver's cached record counted down to 0), so it is
+    clamped up to ``min_ttl`` like any other, never stretched to ``negative_ttl``.
+    """
+    if not ttls:
+        return limits.negative_ttl if level is DaneLevel.NONE else limits.min_ttl
+    return max(limits.min_ttl, min(limits.max_ttl, *ttls))

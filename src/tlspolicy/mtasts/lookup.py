@@ -159,15 +159,16 @@ async def refresh_sts(
     _note(
         trace, f"MTA-STS policy id {record_id}: mode {policy.mode.value}, max_age {policy.max_age}"
     )
-    # A policy with a very small max_age is over at once; the lower bound keeps such a domain
-    # from being fetched on every query.
+    # No negative window after a success: once max_age is over, the next use fetches again
+    # (coalesced per domain) instead of answering "no policy" for a while, which would fail
+    # open for policies with a very small max_age (RFC 8461 §3.3).
     return StsState(
         policy=policy,
         policy_id=record_id,
         fetched_at=now,
         record_id=record_id,
         checked_at=now,
-        negative_until=now + low,
+        negative_until=0.0,
     )
 
 

@@ -165,3 +165,13 @@ def test_decide_reports_first_failure_in_preference_order() -> None:
 def test_decide_levels(mx_secure: bool, hosts: list[HostOutcome], level: DaneLevel) -> None:
     plan = MxPlan(tuple(h.result.host for h in hosts), mx_secure, 300)
     assert decide(plan, hosts, TtlLimits()).level is level
+
+
+def test__ttl_negative_ttl_only_without_any_ttl() -> None:
+    from tlspolicy.dane.decision import TtlLimits, _ttl  # noqa: PLC0415
+
+    limits = TtlLimits(min_ttl=180, max_ttl=86400, negative_ttl=1800)
+    assert _ttl(DaneLevel.NONE, [], limits) == 1800
+    assert _ttl(DaneLevel.NONE, [0], limits) == 180
+    assert _ttl(DaneLevel.DANE_ONLY, [0, 300], limits) == 180
+    assert _ttl(DaneLevel.DANE, [999999], limits) == 86400

@@ -506,7 +506,7 @@ async def test_lookup_ttl_includes_hosts_without_tlsa() -> None:
 @pytest.mark.parametrize(
     ("ttl", "expected"),
     [
-        pytest.param(0, 1800, id="unknown-uses-negative-ttl"),
+        pytest.param(0, 180, id="zero-is-clamped-not-negative-ttl"),
         pytest.param(600, 600, id="known-ttl-kept"),
         pytest.param(10, 180, id="known-ttl-clamped"),
     ],
@@ -518,11 +518,12 @@ async def test_lookup_none_ttl(ttl: int, expected: int) -> None:
     assert (result.level, result.ttl) == (DaneLevel.NONE, expected)
 
 
-async def test_lookup_none_ttl_custom_negative_ttl() -> None:
+async def test_lookup_none_ttl_zero_uses_min_ttl_not_negative_ttl() -> None:
+    # A resolver's cached record counted down to 0 is a real TTL: clamp it, do not stretch it.
     dns = FakeDns()
     dns.set("example.com", "MX", [MxRecord(0, "")], ttl=0)
-    result = await lookup_dane("example.com", dns, negative_ttl=900)
-    assert (result.level, result.ttl) == (DaneLevel.NONE, 900)
+    result = await lookup_dane("example.com", dns, min_ttl=120, negative_ttl=900)
+    assert (result.level, result.ttl) == (DaneLevel.NONE, 120)
 
 
 # --- concurrency and trace -------------------------------------------------------------
