@@ -15,6 +15,10 @@
  * by kind, errors and getrusage CPU time.  With -r FILE every reply is written as
  * "KEY<TAB>REPLY" lines, for checking answers after a cold pass.
  *
+ * With -L it is instead the calibration server: it listens on -h/-p for -d seconds and answers
+ * every request at once with one fixed OK reply, so the benchmark can show what the generator,
+ * loopback TCP and the machine cost by themselves (the floor under any real server).
+ *
  * Build: gcc -O2 -Wall -Wextra -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
@@ -268,17 +272,89 @@ static uint32_t pct(double p) {
     return lat[i];
 }
 
+#define FIXED_REPLY "OK secure match=mx1.example.net:mx2.example.net servername=hostname"
+#define MAX_FDS 65536
+
+struct peer {
+    char buf[MAX_REQUEST + 32];
+    size_t len;
+};
+
+/* The calibration server (-L): one epoll thread, a fixed reply per complete request. */
+static int respond(void) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
+    if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) die("inet_pton");
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 1024) < 0) die("listen");
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
+    static struct peer *peers[MAX_FDS];
+    char reply[128];
+    int reply_len = snprintf(reply, sizeof reply, "%zu:%s,", strlen(FIXED_REPLY), FIXED_REPLY);
+    double stop = now_s() + opt.duration;
+    struct epoll_event events[256];
+    while (now_s() < stop) {
+        int n = epoll_wait(epfd, events, 256, 100);
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == lfd) {
+                int c;
+                while ((c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                    if (c >= MAX_FDS) {
+                        close(c);
+                        continue;
+                    }
+                    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    if (!peers[c] && !(peers[c] = malloc(sizeof *peers[c]))) die("malloc");
+                    peers[c]->len = 0;
+                    struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
+                    epoll_ctl(epfd, EPOLL_CTL_ADD, c, &cev);
+                }
+                continue;
+            }
+            struct peer *p = peers[fd];
+            ssize_t r = recv(fd, p->buf + p->len, sizeof p->buf - p->len, 0);
+            if (r <= 0) {
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+                close(fd);
+                continue;
+            }
+            p->len += (size_t)r;
+            size_t pos = 0;
+            for (;;) {  /* answer every complete netstring "LEN:...," */
+                char *colon = memchr(p->buf + pos, ':', p->len - pos);
+                if (!colon) break;
+                size_t len = strtoul(p->buf + pos, NULL, 10);
+                size_t end = (size_t)(colon - p->buf) + 1 + len;
+                if (end >= p->len) break;
+                if (send(fd, reply, (size_t)reply_len, MSG_NOSIGNAL) < 0) break;
+                pos = end + 1;
+            }
+            memmove(p->buf, p->buf + pos, p->len - pos);
+            p->len -= pos;
+            if (p->len == sizeof p->buf) p->len = 0;  /* garbage: drop it */
+        }
+    }
+    return 0;
+}
+
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen -p PORT -k KEYFILE [-h ADDR] [-m MAP] [-c CONNECTIONS]\n"
-            "               [-n COUNT] [-d SECONDS] [-t TIMEOUT_MS] [-r REPLIES_FILE]\n");
+            "               [-n COUNT] [-d SECONDS] [-t TIMEOUT_MS] [-r REPLIES_FILE]\n"
+            "       loadgen -L -p PORT [-h ADDR] [-d SECONDS]   (calibration server)\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    int ch;
-    while ((ch = getopt(argc, argv, "h:p:m:k:c:n:d:t:r:")) != -1) {
+    int ch, serve = 0;
+    while ((ch = getopt(argc, argv, "Lh:p:m:k:c:n:d:t:r:")) != -1) {
         switch (ch) {
+        case 'L': serve = 1; break;
         case 'h': opt.host = optarg; break;
         case 'p': opt.port = atoi(optarg); break;
         case 'm': opt.map = optarg; break;
@@ -290,6 +366,10 @@ int main(int argc, char **argv) {
         case 'r': opt.replies_path = optarg; break;
         default: usage();
         }
+    }
+    if (serve) {
+        if (!opt.port || opt.duration <= 0) usage();
+        return respond();
     }
     if (!opt.port || !opt.keyfile || opt.connections < 1 || opt.connections > MAX_CONNECTIONS ||
         opt.duration <= 0 || opt.timeout_ms < 1)
