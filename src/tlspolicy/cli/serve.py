@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tlspolicy import __version__, systemd
 from tlspolicy.app import App, build_app
@@ -48,7 +49,7 @@ class Runner:
         self.app: App | None = None
         self.http: HttpEndpoint | None = None
         self.monitor: ResolverMonitor | None = None
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[Any]] = []
         self.cache_entries = 0.0
         self.stop_event = asyncio.Event()
 
@@ -72,7 +73,7 @@ class Runner:
         self.metrics.set_cache_entries_source(lambda: self.cache_entries)
         await self.app.service.start()
         await self._start_http()
-        await self._start_monitor()
+        self._start_monitor()
         await self.server.begin()
         self.tasks.append(asyncio.create_task(self._cache_gauges(), name="cache-gauges"))
         interval = systemd.watchdog_interval()
@@ -123,7 +124,7 @@ class Runner:
         where = await self.http.start(host.strip("[]"), int(port))
         log.info("metrics and health on http://%s/metrics and /healthz", where)
 
-    async def _start_monitor(self) -> None:
+    def _start_monitor(self) -> None:
         dns = self.config.dns
         if not dns.selfcheck or self.app is None:
             return
@@ -134,7 +135,8 @@ class Runner:
             interval=dns.selfcheck_interval,
             metrics=self.metrics,
         )
-        await self.monitor.start()
+        # In the background: a slow or dead resolver must not delay the first answer.
+        self.tasks.append(asyncio.create_task(self.monitor.start(), name="resolver-check"))
 
     def health(self) -> tuple[bool, str]:
         """/healthz: listeners up, cache backend answering, resolver validating."""
