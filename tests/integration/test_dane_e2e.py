@@ -374,7 +374,9 @@ def test_dane_e2e_catalogue(dane_server: ServerProcess, case: Case) -> None:
         assert (result.kind, result.value) == (PostmapKind.FOUND, reply[3:]), result
     elif reply.startswith("TEMP "):
         assert result.kind is PostmapKind.TEMP, result
-        assert reply[5:] in result.stderr  # the reason reaches Postfix's log
+        # The reason reaches Postfix's log (this is a new lookup: the EDE code may differ).
+        expected = re.sub(r"\(EDE \d+ [^)]*\)", "(EDE", reply[5:]).split("(EDE")[0]
+        assert expected in result.stderr, result
     else:
         assert result.kind is PostmapKind.NOTFOUND, result
 
