@@ -356,44 +356,70 @@ class PolicyService:
         return await asyncio.shield(task)
 
     def _branch_task(
-        self, domain: str, branch: str, factory: Callable[[], Awaitable[T]]
+        self,
+        domain: str,
+        branch: str,
+        factory: Callable[[], Awaitable[T]],
+        *,
+        newer_than: float = 0.0,
     ) -> asyncio.Task[T]:
+        """One lookup per domain and branch at a time; ``newer_than``: see ``_leased``."""
         key = (domain, branch)
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(
-                self._leased(domain, branch, factory), name=f"{branch}:{domain}"
+                self._leased(domain, branch, factory, newer_than), name=f"{branch}:{domain}"
             )
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return task
 
-    async def _leased(self, domain: str, branch: str, factory: Callable[[], Awaitable[T]]) -> T:
-        """With a shared cache, let one server do the lookup and the others read its result."""
+    async def _leased(
+        self,
+        domain: str,
+        branch: str,
+        factory: Callable[[], Awaitable[T]],
+        newer_than: float = 0.0,
+    ) -> T:
+        """With a shared cache, let one server do the lookup and the others read its result.
+
+        A stored result counts as "done by another server" only when it was checked after
+        ``newer_than`` (a refresh passes the time of the data it replaces).
+        """
         if not self.cache.shared:
             return await factory()
         lease = f"lookup:{branch}:{domain}"
         ttl = self.config.server.request_timeout
         if await self.cache.acquire_lease(lease, self.owner, ttl):
             try:
+                # Another server may have finished this lookup (and released the lease)
+                # between our first read and now: look once more before doing it again.
+                done = await self._shared_result(domain, branch, newer_than)
+                if done is not None:
+                    return done  # type: ignore[return-value]
                 return await factory()
             finally:
                 await self.cache.release_lease(lease, self.owner)
         deadline = time.monotonic() + LEASE_WAIT_S
         while time.monotonic() < deadline:
             await asyncio.sleep(LEASE_POLL_S)
-            found = await self._shared_result(domain, branch)
+            found = await self._shared_result(domain, branch, newer_than)
             if found is not None:
                 return found  # type: ignore[return-value]
         return await factory()
 
-    async def _shared_result(self, domain: str, branch: str) -> DaneResult | StsState | None:
+    async def _shared_result(
+        self, domain: str, branch: str, newer_than: float = 0.0
+    ) -> DaneResult | StsState | None:
         entry = await self.cache.get_fresh(domain)
         if entry is None:
             return None
         now = self.clock()
-        if branch == "dane" and entry.dane is not None and entry.dane.fresh(now):
-            return entry.dane.result
+        dane = entry.dane
+        if branch == "dane" and dane is not None and dane.fresh(now):
+            return dane.result if dane.checked_at > newer_than else None
+        if branch == "sts" and entry.sts is not None and entry.sts.checked_at <= newer_than:
+            return None
         usable = entry.sts is not None and self._view(entry.sts, now).freshness
         if branch == "sts" and usable and usable is not Freshness.STALE:
             return entry.sts
@@ -539,7 +565,12 @@ class PolicyService:
             old = entry.dane.result if entry is not None and entry.dane is not None else None
             self.stats.refreshes += 1
             result = await self._await(
-                self._branch_task(domain, "dane", lambda: self._lookup_dane(domain, None))
+                self._branch_task(
+                    domain,
+                    "dane",
+                    lambda: self._lookup_dane(domain, None),
+                    newer_than=state.checked_at,
+                )
             )
             if result.level is DaneLevel.TEMP:
                 self.stats.refresh_failures += 1
