@@ -473,7 +473,11 @@ class PolicyService:
         """TXT id re-check (or proactive policy refresh) while the cached policy is served."""
         if (domain, "sts") in self._inflight or self._closing:
             return
-        self._branch_task(domain, "sts", lambda: self._lookup_sts(domain, None))
+        # Only a re-check done after this state's counts as done by another server.
+        replaced = state.checked_at if state is not None else 0.0
+        self._branch_task(
+            domain, "sts", lambda: self._lookup_sts(domain, None), newer_than=replaced
+        )
 
     def _lock(self, domain: str) -> asyncio.Lock:
         lock = self._locks.get(domain)
