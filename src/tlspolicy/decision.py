@@ -71,8 +71,3 @@ def decide_sts(
     if policy.mode is Mode.TESTING and profile.strict_testing:
         return Decision(Verdict.SECURE, domain, "MTA-STS mode testing (strict_testing)", policy)
     return Decision(Verdict.NONE, domain, f"MTA-STS policy mode {policy.mode.value}")
-
-
-def needs_sts(dane: DaneResult) -> bool:
-    """Whether the MTA-STS branch can change the answer."""
-    return dane.level is DaneLevel.NONE

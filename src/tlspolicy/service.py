@@ -24,7 +24,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from tlspolicy.cache.entry import CacheEntry, DaneBranch
@@ -68,7 +68,6 @@ class Resolution:
     dane: DaneResult | None = None
     sts: StsView | None = None
     sts_state: StsState | None = None
-    elapsed_ms: float = 0.0
     trace: Trace | None = None
     reusable_until: float = 0.0  # a cache-only decision holds until then (0: do not reuse)
 
@@ -90,19 +89,6 @@ class _RefreshState:
     failures: int = 0
 
 
-@dataclass
-class ServiceStats:
-    """Counters for metrics; plain ints so the hot path stays cheap."""
-
-    queries: int = 0
-    cache_hits: int = 0
-    live_lookups: int = 0
-    refreshes: int = 0
-    refresh_failures: int = 0
-    downgrades: int = 0
-    answers: dict[str, int] = field(default_factory=dict)
-
-
 class PolicyService:
     def __init__(
         self,
@@ -120,7 +106,6 @@ class PolicyService:
         self.fetcher = fetcher
         self.cache = cache
         self.clock = clock
-        self.stats = ServiceStats()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
         self._inflight: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -178,12 +163,9 @@ class PolicyService:
         if now >= memo.until:
             del self._memo[(name, key)]
             return None
-        self.stats.queries += 1
-        self.stats.cache_hits += 1
         self.cache.note_use(memo.domain, now)
         self.metrics.cache("hot", True)
         self.metrics.query(name, memo.kind)
-        self.stats.answers[memo.kind] = self.stats.answers.get(memo.kind, 0) + 1
         return memo.reply
 
     def _remember(self, name: str, key: str, domain: str, reply: str, until: float) -> None:
@@ -203,7 +185,6 @@ class PolicyService:
 
     async def answer(self, name: str, key: str) -> str:
         """The reply payload for one socketmap request. Never raises (but ProtocolError)."""
-        self.stats.queries += 1
         profile = self.config.profile(name)
         if profile is None:  # a client-chosen name never becomes a metric label
             return self._count("other", perm(f"unknown map {name}"))
@@ -244,7 +225,6 @@ class PolicyService:
 
     def _count(self, name: str, reply: str) -> str:
         kind = _answer_kind(reply)
-        self.stats.answers[kind] = self.stats.answers.get(kind, 0) + 1
         self.metrics.query(name, kind)
         return reply
 
@@ -293,7 +273,6 @@ class PolicyService:
                 sts_task = self._branch_task(domain, "sts", lambda: self._lookup_sts(domain, trace))
         else:
             source = "cache"
-            self.stats.cache_hits += 1
 
         if dane.level is not DaneLevel.NONE:
             decision = decide_dane_first(domain, dane, None, profile)
@@ -428,7 +407,6 @@ class PolicyService:
     # --- the two branches ------------------------------------------------------------
 
     async def _lookup_dane(self, domain: str, trace: Trace | None) -> DaneResult:
-        self.stats.live_lookups += 1
         cfg = self.config
         started = time.monotonic()
         result = await lookup_dane(
@@ -447,7 +425,6 @@ class PolicyService:
         return result
 
     async def _lookup_sts(self, domain: str, trace: Trace | None) -> StsState:
-        self.stats.live_lookups += 1
         async with self._lock(domain):
             entry = await self.cache.get(domain)
             old = entry.sts if entry is not None else None
@@ -465,7 +442,7 @@ class PolicyService:
         if new.error_kind == "policy" and new.error_at == new.checked_at:
             self.metrics.lookup("policy", "invalid")
         await self._store(domain, sts=new)
-        if _warn_sts_downgrade(domain, old, new, self.stats):
+        if _warn_sts_downgrade(domain, old, new):
             self.metrics.downgrade("mta_sts")
         return new
 
@@ -567,7 +544,6 @@ class PolicyService:
                 self.metrics.refresh("skipped")
                 return
             old = entry.dane.result if entry is not None and entry.dane is not None else None
-            self.stats.refreshes += 1
             result = await self._await(
                 self._branch_task(
                     domain,
@@ -577,7 +553,6 @@ class PolicyService:
                 )
             )
             if result.level is DaneLevel.TEMP:
-                self.stats.refresh_failures += 1
                 self.metrics.refresh("failure")
                 state.failures += 1
                 retry = min(REFRESH_RETRY_S * 2 ** (state.failures - 1), REFRESH_RETRY_MAX_S)
@@ -592,7 +567,6 @@ class PolicyService:
                     "%s: refresh failed (%s); cached DANE result expires", domain, result.reason
                 )
             elif old is not None and _dane_rank(result.level) < _dane_rank(old.level):
-                self.stats.downgrades += 1
                 self.metrics.downgrade("dane")
                 log.warning(
                     "%s: policy downgrade during refresh: DANE %s -> %s (%s)",
@@ -620,15 +594,12 @@ def _dane_rank(level: DaneLevel) -> int:
     return {DaneLevel.DANE_ONLY: 2, DaneLevel.DANE: 1}.get(level, 0)
 
 
-def _warn_sts_downgrade(
-    domain: str, old: StsState | None, new: StsState, stats: ServiceStats
-) -> bool:
+def _warn_sts_downgrade(domain: str, old: StsState | None, new: StsState) -> bool:
     """Log (and count) an enforce policy that is no longer enforce."""
     before = old.policy.mode if old is not None and old.policy is not None else None
     after = new.policy.mode if new.policy is not None else None
     if before is not Mode.ENFORCE or after is Mode.ENFORCE:
         return False
-    stats.downgrades += 1
     log.warning(
         "%s: policy downgrade: MTA-STS enforce -> %s",
         domain,

@@ -138,14 +138,8 @@ class _SocketmapProtocol(asyncio.Protocol):
         finally:
             self.worker = None
             self.activity += 1
-            if self.closing or self.server.stopping or self.conn_at_eof():
+            if self.closing or self.server.stopping or self.conn.at_eof:
                 self.close()
-
-    def conn_at_eof(self) -> bool:
-        try:
-            return self.conn.next_request() is None
-        except ProtocolError:
-            return True
 
     def _reject(self, why: str) -> None:
         log.warning("closing socketmap connection from %s: %s", self.peer, why)

@@ -65,8 +65,9 @@ class SocketmapConnection:
             self._buffer += data
 
     @property
-    def buffered(self) -> int:
-        return len(self._buffer)
+    def at_eof(self) -> bool:
+        """The peer has finished sending (``receive_data(b"")`` was called)."""
+        return self._eof
 
     def next_request(self) -> Request | _NeedData | None:
         buf = self._buffer
