@@ -469,7 +469,11 @@ class PolicyService:
         self._forget_memos(domain)
         lock = self._lock(domain)
         async with lock:
-            entry = await self.cache.get(domain) or CacheEntry(domain=domain, used_at=self.clock())
+            # Read-modify-write: start from the stored entry, not a possibly older hot copy.
+            stored = await (
+                self.cache.get_fresh(domain) if self.cache.shared else self.cache.get(domain)
+            )
+            entry = stored or CacheEntry(domain=domain, used_at=self.clock())
             if dane is not None:
                 entry = replace(entry, dane=dane)
             if sts is not None:

@@ -3,10 +3,12 @@
 Rules kept here:
 
 * **Hot layer.** A bounded LRU (``hot_entries``) of decoded entries, each with the time it was
-  loaded. A hot hit costs no I/O. A copy older than ``hot_ttl`` seconds is re-read from the
-  backend before use, except with the memory backend (whose store lives in this process):
-  so another server's update (redis, postgres) or an admin command on the sqlite file is
-  seen within ``hot_ttl``. Writes of this process are visible at once.
+  loaded. A hot hit costs no I/O, ever: a copy older than ``hot_ttl`` seconds is still
+  answered at once and re-read from the backend in the background (one read per domain at a
+  time), except with the memory backend (whose store lives in this process). So another
+  server's update (redis, postgres) or an admin command on the sqlite file is seen within
+  ``hot_ttl`` plus one backend read. ``get_fresh`` reads the backend now, for callers that
+  are about to look up or write anyway. Writes of this process are visible at once.
 * **No lost updates between coroutines.** A backend read that a local ``put``/``delete``/
   ``purge`` overtook is not installed over the newer state; backend writes for one domain
   are serialised in call order; usage counters only grow (see ``backend.py``).
@@ -83,6 +85,7 @@ class PolicyCache:
         # domain is in flight, records it in _written_at; purge records _purged_at.
         self._generation = 0
         self._reads: dict[str, int] = {}
+        self._reloading: dict[str, asyncio.Task[CacheEntry | None]] = {}
         self._written_at: dict[str, int] = {}
         self._purged_at = -1
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -137,6 +140,10 @@ class PolicyCache:
 
     async def aclose(self) -> None:
         """Write what is pending (best effort), then close the backend."""
+        reloads = list(self._reloading.values())
+        for task in reloads:
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
         await self.flush()
         try:
             await self._backend.aclose()
@@ -149,12 +156,16 @@ class PolicyCache:
         """The live entry for ``domain`` or None. Never raises; hot copies first."""
         now = self._clock()
         slot = self._hot_slot(domain, now)
-        if slot is not None and (
-            slot.dirty or not self._revalidate or now - slot.loaded_at < self._hot_ttl
-        ):
-            self._hot.move_to_end(domain)
-            return slot.entry
-        return await self._load(domain, now)
+        if slot is None:
+            return await self._load(domain, now)
+        self._hot.move_to_end(domain)
+        stale = self._revalidate and not slot.dirty and now - slot.loaded_at >= self._hot_ttl
+        if stale and domain not in self._reloading:
+            # Answer with the copy now; the hot path never waits for the backend.
+            task = asyncio.create_task(self._load(domain, now), name=f"cache-reload:{domain}")
+            self._reloading[domain] = task
+            task.add_done_callback(lambda _t: self._reloading.pop(domain, None))
+        return slot.entry
 
     async def get_fresh(self, domain: str) -> CacheEntry | None:
         """Like ``get`` but re-reads a shared backend now (to see another server's result)."""
