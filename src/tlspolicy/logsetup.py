@@ -35,3 +35,6 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    # asyncpg logs every background reconnect attempt of its pool during an outage; the
+    # cache logs the outage once itself, so a dead database does not flood the log.
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
