@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+import tlspolicy
 from tests.integration.server import ServerProcess, read_netstring, tlspolicy_command
 from tests.lab.netutil import free_port
 from tests.lab.postfix import postmap_query, socketmap_inet
@@ -130,28 +132,88 @@ def test_ops_socket_activation(lab: Lab, tmp_path: Path) -> None:
         log.close()
 
 
-def test_ops_privilege_drop(start_server: Any, lab: Lab) -> None:
-    assert os.geteuid() == 0, "the privilege drop test runs as root (as CI does)"
-    # pytest's temporary directories are private to root: use a world-traversable one, as
-    # /var/lib and /etc/ssl are on a real host.
+def _shared_dir(lab: Lab) -> tuple[Path, Path]:
+    """A world-traversable directory (as /var/lib and /etc/ssl are on a real host) holding a
+    copy of the lab CA; pytest's own temporary directories are private to root."""
     shared = Path(tempfile.mkdtemp(prefix="tlspolicy-drop-"))
     shared.chmod(0o755)
     ca_file = shared / "ca.pem"
     shutil.copy(lab.ca_file, ca_file)
     ca_file.chmod(0o644)
-    state = shared / "state"
-    server = start_server(
+    return shared, ca_file
+
+
+def _start_dropping(start_server: Any, shared: Path, ca_file: Path) -> ServerProcess:
+    server: ServerProcess = start_server(
         server={"listen": [f"127.0.0.1:{free_port(udp=False)}"], "user": "nobody"},
-        cache={"backend": "sqlite", "path": str(state / "cache.sqlite3")},
+        cache={"backend": "sqlite", "path": str(shared / "state" / "cache.sqlite3")},
         mta_sts={"ca_file": str(ca_file)},
     )
+    return server
+
+
+def test_ops_privilege_drop(start_server: Any, lab: Lab) -> None:
+    assert os.geteuid() == 0, "the privilege drop test runs as root (as CI does)"
+    shared, ca_file = _shared_dir(lab)
+    server = _start_dropping(start_server, shared, ca_file)
     assert server.request("sts-good.lab").startswith("OK secure")
     assert server.request("dane-only.lab") == "OK dane-only"
     status = Path(f"/proc/{server.process.pid}/status").read_text()
     uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
     assert set(uids) == {"65534"}
-    assert (state / "cache.sqlite3").stat().st_uid == 65534
+    assert (shared / "state" / "cache.sqlite3").stat().st_uid == 65534
     assert "dropped privileges to nobody" in server.log()
+
+
+def _private_installation(root: Path) -> Path:
+    """The installed packages and ``tlspolicy`` behind a 0700 directory, as in a clone made
+    with ``mktemp -d`` or a virtualenv under /root: readable by root only."""
+    site = root / "site"
+    site.mkdir()
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    for entry in purelib.iterdir():
+        if entry.suffix != ".pth" and entry.name != "__pycache__":
+            (site / entry.name).symlink_to(entry)
+    package = Path(tlspolicy.__file__).parent
+    if not (site / "tlspolicy").exists():
+        (site / "tlspolicy").symlink_to(package)
+    return site
+
+
+def test_ops_privilege_drop_with_private_installation(
+    start_server: Any, lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Modules loaded lazily on first use (dnspython's asyncio backend, rdata classes, the
+    # IDNA codec) must be loaded before the drop: afterwards "nobody" cannot read them.
+    private = Path(tempfile.mkdtemp(prefix="tlspolicy-private-"))
+    assert private.stat().st_mode & 0o777 == 0o700
+    try:
+        monkeypatch.setenv("PYTHONPATH", str(_private_installation(private)))
+        shared, ca_file = _shared_dir(lab)
+        server = _start_dropping(start_server, shared, ca_file)
+        assert server.request("sts-good.lab").startswith("OK secure")
+        assert server.request("dane-only.lab") == "OK dane-only"
+        assert server.request("dane-only.lab", "QUERYwithTLSRPT") == "OK dane-only"
+        assert server.request("xn--bcher-kva.lab") == "NOTFOUND "
+        assert server.request("b\u00fccher.lab") == "NOTFOUND "
+        assert server.request("bogus.lab").startswith("TEMP ")
+        log = server.log()
+        assert "dropped privileges to nobody" in log
+        assert str(private) in log  # named as not readable by the server user
+        assert "imported after the privilege drop" not in log, log
+        assert "internal error" not in log
+    finally:
+        shutil.rmtree(private)
+
+
+def test_ops_privilege_drop_refuses_unreadable_ca_file(start_server: Any, lab: Lab) -> None:
+    shared, ca_file = _shared_dir(lab)
+    ca_file.chmod(0o600)  # root's only
+    with pytest.raises(RuntimeError) as excinfo:
+        _start_dropping(start_server, shared, ca_file)
+    message = str(excinfo.value)
+    assert "server.user nobody cannot use what the server needs" in message
+    assert f"mta_sts.ca_file {ca_file} is not readable" in message
 
 
 def test_ops_sighup_reload_maps_and_refuses_broken_config(start_server: Any) -> None:

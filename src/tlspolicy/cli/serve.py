@@ -28,6 +28,7 @@ from tlspolicy.privileges import chown_path, drop_privileges
 from tlspolicy.selfcheck import ResolverMonitor
 from tlspolicy.server.http import HttpEndpoint
 from tlspolicy.server.socketmap import SocketmapServer
+from tlspolicy.warmup import preload, verify_after_drop
 
 log = logging.getLogger("tlspolicy")
 
@@ -111,9 +112,9 @@ class Runner:
                 path = Path(cfg.cache.path + suffix)
                 if path.exists():
                     chown_path(path, cfg.server.user, cfg.server.group)
-        note = drop_privileges(cfg.server.user, cfg.server.group)
-        if note:
-            log.info("%s", note)
+        dirs = preload(cfg)
+        drop_privileges(cfg.server.user, cfg.server.group)  # logs what it did
+        verify_after_drop(cfg, dirs)
 
     async def _start_http(self) -> None:
         listen = self.config.server.metrics_listen
