@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tlspolicy.cache.backend import open_backend
 from tlspolicy.cache.entry import CacheEntry
+from tlspolicy.cache.factory import open_backend
 from tlspolicy.config import CacheConfig
 
 PIPELINE = 256  # puts queued at once (the sqlite backend runs them in one worker thread)

@@ -58,18 +58,18 @@ async def measure(config: Config, templates: list[dict[str, object]]) -> None:
     try:
         for template in templates:
             await app.cache.put(CacheEntry.from_json(template))
-        service, profile = app.service, config.profile("QUERY")
+        service, answers, profile = app.service, app.answers, config.profile("QUERY")
         assert profile is not None
         sts, dane = sts_domain(0), dane_domain(0)
-        await service.answer("QUERY", sts)  # fills the memo answer_now serves from
-        _timed("service.answer_now (the server's hot path)", ROUNDS,
-               lambda: service.answer_now("QUERY", sts))  # fmt: skip
+        await answers.answer("QUERY", sts)  # fills the memo answer_now serves from
+        _timed("answers.answer_now (the server's hot path)", ROUNDS,
+               lambda: answers.answer_now("QUERY", sts))  # fmt: skip
         for key in (sts, dane):
 
             def answer(k: str = key) -> Awaitable[str]:
-                return service.answer("QUERY", k)
+                return answers.answer("QUERY", k)
 
-            await _timed_async(f"service.answer({key}) (full path)", ROUNDS, answer)
+            await _timed_async(f"answers.answer({key}) (full path)", ROUNDS, answer)
         await _timed_async(
             "  service.resolve (MTA-STS)", ROUNDS, lambda: service.resolve(sts, profile)
         )
@@ -88,7 +88,7 @@ async def measure(config: Config, templates: list[dict[str, object]]) -> None:
         conn = SocketmapConnection()
         request = f"QUERY {sts}".encode()
         wire = b"%d:%s," % (len(request), request)
-        reply = await service.answer("QUERY", sts)
+        reply = await answers.answer("QUERY", sts)
 
         def codec() -> None:
             conn.receive_data(wire)

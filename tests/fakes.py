@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from tlspolicy.dnsdata import DnsAnswer, Record
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import Trace, TraceEvent
+from tlspolicy.trace import TraceEvent, record
 
 
 @dataclass
@@ -48,7 +48,7 @@ class FakeDns:
     def fail(self, name: str, rdtype: str, kind: str = "servfail") -> None:
         self.answers[(name, rdtype)] = DnsError(kind, "fake failure", name=name, rdtype=rdtype)
 
-    async def query(self, name: str, rdtype: str, *, trace: Trace | None = None) -> DnsAnswer:
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
         self.queries.append((name, rdtype))
         found = self.answers.get((name, rdtype))
         if found is None:
@@ -63,11 +63,9 @@ class FakeDns:
                 ttl=300,
             )
         if isinstance(found, DnsError):
-            if trace is not None:
-                trace.add(TraceEvent("dns", name, rdtype, "error"))
+            record(TraceEvent("dns", name, rdtype, "error"))
             raise found
-        if trace is not None:
-            trace.add(TraceEvent("dns", name, rdtype, found.status, found.ttl))
+        record(TraceEvent("dns", name, rdtype, found.status, found.ttl))
         return found
 
     async def aclose(self) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from tlspolicy import __version__
-from tlspolicy.cache.backend import open_backend
+from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
-from tlspolicy.config import CacheConfig, Config
+from tlspolicy.config import BackendName, CacheConfig, Config
 from tlspolicy.dnsclient import ResolverClient, system_nameservers
 from tlspolicy.instrument import CountingDns, CountingFetcher
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.fetch import PolicyFetcher
+from tlspolicy.server.answers import Answerer
 from tlspolicy.service import PolicyService
 
 
@@ -26,6 +27,7 @@ class App:
     fetcher: PolicyFetcher
     cache: PolicyCache
     service: PolicyService
+    answers: Answerer
 
     async def aclose(self) -> None:
         await self.service.aclose()
@@ -72,8 +74,8 @@ async def build_app(
     if open_cache:
         await cache.open()
     service = PolicyService(config, dns=dns, fetcher=fetcher, cache=cache, metrics=metrics)
-    return App(config, dns, policy_fetcher, cache, service)
+    return App(config, dns, policy_fetcher, cache, service, Answerer(service, metrics=metrics))
 
 
 def memory_cache(config: Config) -> CacheConfig:
-    return replace(config.cache, backend="memory", refresh_ahead=False)
+    return replace(config.cache, backend=BackendName.MEMORY, refresh_ahead=False)

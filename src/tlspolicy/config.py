@@ -10,14 +10,47 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from tlspolicy.configcheck import (
+    Section,
+    boolean,
+    choice,
+    domain_name,
+    enum_of,
+    file_mode,
+    fraction,
+    list_of,
+    optional_string,
+    positive,
+    positive_int,
+    string,
+)
+from tlspolicy.configtypes import (
+    BackendName,
+    CacheConfig,
+    Config,
+    DaneConfig,
+    DnsConfig,
+    DnsFailure,
+    ListenAddress,
+    ListenKind,
+    MapProfile,
+    MtaStsConfig,
+    ServerConfig,
+    default_maps,
+    default_state_dir,
+)
+from tlspolicy.defaults import (
+    FETCH_BACKOFF_S,
+    MAX_FETCH_TIMEOUT_S,
+)
 from tlspolicy.errors import ConfigError
+from tlspolicy.tlsrpt.settings import parse_tlsrpt
 
 T = TypeVar("T")
 
@@ -25,208 +58,7 @@ DEFAULT_LISTEN = ("127.0.0.1:8642",)
 DEFAULT_PORT = 8642
 
 
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """``tcp`` (host, port) or ``unix`` (path)."""
-
-    kind: str
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix:{self.path}"
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class MapProfile:
-    tlsrpt: bool = False
-    strict_testing: bool = False
-    servername: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    listen: tuple[ListenAddress, ...] = ()
-    socket_mode: int = 0o666
-    socket_owner: str | None = None
-    socket_group: str | None = None
-    max_connections: int = 1024
-    idle_timeout: float = 300.0
-    request_timeout: float = 20.0
-    log_level: str = "info"
-    log_format: str = "text"
-    metrics_listen: str | None = None
-    user: str | None = None
-    group: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DnsConfig:
-    nameservers: tuple[tuple[str, int], ...] = ()  # empty: read /etc/resolv.conf
-    timeout: float = 2.0
-    udp_size: int = 1232
-    concurrency: int = 4
-    selfcheck: bool = True
-    selfcheck_secure_name: str = "isc.org"
-    selfcheck_bogus_name: str = "dnssec-failed.org"
-    selfcheck_interval: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class MtaStsConfig:
-    ca_file: str | None = None
-    allow_private_addresses: bool = False
-    timeout: float = 10.0
-    recheck_interval: float = 60.0
-    fetch_backoff: float = 300.0
-    dns_failure: str = "notfound"  # what a failed TXT lookup with nothing cached answers
-
-
-@dataclass(frozen=True, slots=True)
-class DaneConfig:
-    enabled: bool = True
-    min_ttl: int = 180
-    max_ttl: int = 86400
-    negative_ttl: int = 1800
-
-
-@dataclass(frozen=True, slots=True)
-class CacheConfig:
-    backend: str = "sqlite"
-    path: str = ""
-    url: str | None = None
-    max_entries: int = 200000
-    hot_entries: int = 20000
-    hot_ttl: float = 5.0
-    refresh_ahead: bool = True
-    refresh_before: float = 0.2
-    refresh_concurrency: int = 8
-
-
-def _default_maps() -> dict[str, MapProfile]:
-    return {"QUERY": MapProfile(tlsrpt=False), "QUERYwithTLSRPT": MapProfile(tlsrpt=True)}
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    dns: DnsConfig = field(default_factory=DnsConfig)
-    mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
-    dane: DaneConfig = field(default_factory=DaneConfig)
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    maps: Mapping[str, MapProfile] = field(default_factory=_default_maps)
-    source: str = "<defaults>"
-
-    def profile(self, name: str) -> MapProfile | None:
-        found = self.maps.get(name)
-        if found is not None:
-            return found
-        lowered = name.lower()
-        for key, value in self.maps.items():
-            if key.lower() == lowered:
-                return value
-        return None
-
-
-def default_state_dir() -> Path:
-    """Where the embedded cache lives when ``cache.path`` is not set."""
-    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    if os.geteuid() == 0:
-        return Path("/var/lib/tlspolicy")
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "tlspolicy"
-
-
 # --- validation helpers -------------------------------------------------------------
-
-
-class _Section:
-    """Reads one mapping, remembering which keys were used, to report unknown ones."""
-
-    def __init__(self, data: Any, path: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path or 'configuration'}: must be a mapping")
-        self.data = data
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def get(self, name: str, default: T, check: Callable[[str, Any], T]) -> T:
-        self.used.add(name)
-        if name not in self.data or (self.data[name] is None and default is None):
-            return default
-        return check(self.key(name), self.data[name])
-
-    def finish(self) -> None:
-        unknown = sorted(str(k) for k in self.data if k not in self.used)
-        if unknown:
-            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{key}: must be true or false")
-
-
-def _positive(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{key}: must be a positive number")
-    return float(value)
-
-
-def _fraction(key: str, value: Any) -> float:
-    number = _positive(key, value)
-    if number >= 1:
-        raise ConfigError(f"{key}: must be a number between 0 and 1")
-    return number
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key}: must be a positive integer")
-    return value
-
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}: must be a non-empty string")
-    return value
-
-
-def _optional_string(key: str, value: Any) -> str | None:
-    return None if value is None else _string(key, value)
-
-
-def _choice(*choices: str) -> Callable[[str, Any], str]:
-    def check(key: str, value: Any) -> str:
-        if value not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(choices)}")
-        return str(value)
-
-    return check
-
-
-def _mode(key: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = oct(value)[2:] if value > 0o777 or value < 0 else format(value, "o")
-        # YAML 1.1 reads 0666 as octal already; 666 written bare means the digits 6,6,6.
-        value = str(value) if value > 0o777 else text
-    if isinstance(value, str) and value and all(c in "01234567" for c in value):
-        mode = int(value, 8)
-        if mode <= 0o777:
-            return mode
-    raise ConfigError(f'{key}: must be an octal permission string such as "0660"')
 
 
 def parse_listen(key: str, value: Any) -> ListenAddress:
@@ -237,7 +69,7 @@ def parse_listen(key: str, value: Any) -> ListenAddress:
         path = value[5:] if value.startswith("unix:") else value
         if not path.startswith("/"):
             raise ConfigError(f"{key}: unix socket path must be absolute")
-        return ListenAddress(kind="unix", path=path)
+        return ListenAddress(kind=ListenKind.UNIX, path=path)
     if value.startswith("["):
         host, sep, port_text = value[1:].partition("]:")
         if not sep:
@@ -253,7 +85,7 @@ def parse_listen(key: str, value: Any) -> ListenAddress:
             raise ConfigError(f"{key}: {host!r} is not an IP address") from None
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"{key}: port must be a number from 1 to 65535")
-    return ListenAddress(kind="tcp", host=host or "0.0.0.0", port=int(port_text))
+    return ListenAddress(kind=ListenKind.TCP, host=host or "0.0.0.0", port=int(port_text))
 
 
 def parse_nameserver(key: str, value: Any) -> tuple[str, int]:
@@ -281,104 +113,102 @@ def parse_nameserver(key: str, value: Any) -> tuple[str, int]:
     return host, port
 
 
-def _domain(key: str, value: Any) -> str:
-    text = _string(key, value).lower().removesuffix(".")
-    labels = text.split(".")
-    if not all(0 < len(label) < 64 for label in labels) or len(text) > 253:
-        raise ConfigError(f"{key}: must be a domain name")
-    return text
-
-
-def _list(key: str, value: Any, item: Callable[[str, Any], T]) -> tuple[T, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{key}: must be a non-empty list")
-    return tuple(item(f"{key}[{i}]", v) for i, v in enumerate(value))
-
-
 # --- sections ------------------------------------------------------------------------
 
 
 def _server(data: Any) -> ServerConfig:
-    s = _Section(data, "server")
+    s = Section(data, "server")
     d = ServerConfig()
-    listen = s.get("listen", None, lambda k, v: _list(k, v, parse_listen))
+    listen = s.get("listen", None, lambda k, v: list_of(k, v, parse_listen))
     if listen is None:
         listen = tuple(parse_listen("server.listen", x) for x in DEFAULT_LISTEN)
     config = ServerConfig(
         listen=listen,
-        socket_mode=s.get("socket_mode", d.socket_mode, _mode),
-        socket_owner=s.get("socket_owner", d.socket_owner, _optional_string),
-        socket_group=s.get("socket_group", d.socket_group, _optional_string),
-        max_connections=s.get("max_connections", d.max_connections, _positive_int),
-        idle_timeout=s.get("idle_timeout", d.idle_timeout, _positive),
-        request_timeout=s.get("request_timeout", d.request_timeout, _positive),
-        log_level=s.get("log_level", d.log_level, _choice("debug", "info", "warning", "error")),
-        log_format=s.get("log_format", d.log_format, _choice("text", "json")),
+        socket_mode=s.get("socket_mode", d.socket_mode, file_mode),
+        socket_owner=s.get("socket_owner", d.socket_owner, optional_string),
+        socket_group=s.get("socket_group", d.socket_group, optional_string),
+        max_connections=s.get("max_connections", d.max_connections, positive_int),
+        idle_timeout=s.get("idle_timeout", d.idle_timeout, positive),
+        request_timeout=s.get("request_timeout", d.request_timeout, positive),
+        log_level=s.get("log_level", d.log_level, choice("debug", "info", "warning", "error")),
+        log_format=s.get("log_format", d.log_format, choice("text", "json")),
         metrics_listen=s.get(
             "metrics_listen", d.metrics_listen, lambda k, v: str(parse_listen(k, v))
         ),
-        user=s.get("user", d.user, _optional_string),
-        group=s.get("group", d.group, _optional_string),
+        user=s.get("user", d.user, optional_string),
+        group=s.get("group", d.group, optional_string),
+        workers=s.get("workers", d.workers, positive_int),
     )
     s.finish()
     return config
 
 
 def _dns(data: Any) -> DnsConfig:
-    s = _Section(data, "dns")
+    s = Section(data, "dns")
     d = DnsConfig()
     config = DnsConfig(
-        nameservers=s.get("nameservers", d.nameservers, lambda k, v: _list(k, v, parse_nameserver)),
-        timeout=s.get("timeout", d.timeout, _positive),
-        udp_size=s.get("udp_size", d.udp_size, _positive_int),
-        concurrency=s.get("concurrency", d.concurrency, _positive_int),
-        selfcheck=s.get("selfcheck", d.selfcheck, _bool),
-        selfcheck_secure_name=s.get("selfcheck_secure_name", d.selfcheck_secure_name, _domain),
-        selfcheck_bogus_name=s.get("selfcheck_bogus_name", d.selfcheck_bogus_name, _domain),
-        selfcheck_interval=s.get("selfcheck_interval", d.selfcheck_interval, _positive),
+        nameservers=s.get(
+            "nameservers", d.nameservers, lambda k, v: list_of(k, v, parse_nameserver)
+        ),
+        timeout=s.get("timeout", d.timeout, positive),
+        udp_size=s.get("udp_size", d.udp_size, positive_int),
+        concurrency=s.get("concurrency", d.concurrency, positive_int),
+        selfcheck=s.get("selfcheck", d.selfcheck, boolean),
+        selfcheck_secure_name=s.get("selfcheck_secure_name", d.selfcheck_secure_name, domain_name),
+        selfcheck_bogus_name=s.get("selfcheck_bogus_name", d.selfcheck_bogus_name, domain_name),
+        selfcheck_interval=s.get("selfcheck_interval", d.selfcheck_interval, positive),
+        on_validation_failure=s.get(
+            "on_validation_failure", d.on_validation_failure, choice("continue", "temp")
+        ),
     )
     if not 512 <= config.udp_size <= 4096:
         raise ConfigError("dns.udp_size: must be between 512 and 4096")
+    if config.on_validation_failure == "temp" and not config.selfcheck:
+        raise ConfigError("dns.on_validation_failure: temp needs dns.selfcheck: true")
     s.finish()
     return config
 
 
 def _mta_sts(data: Any) -> MtaStsConfig:
-    s = _Section(data, "mta_sts")
+    s = Section(data, "mta_sts")
     d = MtaStsConfig()
 
     def ca_file(key: str, value: Any) -> str | None:
-        path = _optional_string(key, value)
+        path = optional_string(key, value)
         if path is not None and not os.path.isfile(path):
             raise ConfigError(f"{key}: file {path} does not exist")
         return path
 
     config = MtaStsConfig(
         ca_file=s.get("ca_file", d.ca_file, ca_file),
-        allow_private_addresses=s.get("allow_private_addresses", d.allow_private_addresses, _bool),
-        timeout=s.get("timeout", d.timeout, _positive),
-        recheck_interval=s.get("recheck_interval", d.recheck_interval, _positive),
-        fetch_backoff=s.get("fetch_backoff", d.fetch_backoff, _positive),
-        dns_failure=s.get("dns_failure", d.dns_failure, _choice("notfound", "temp")),
+        allow_private_addresses=s.get(
+            "allow_private_addresses", d.allow_private_addresses, boolean
+        ),
+        timeout=s.get("timeout", d.timeout, positive),
+        recheck_interval=s.get("recheck_interval", d.recheck_interval, positive),
+        fetch_backoff=s.get("fetch_backoff", d.fetch_backoff, positive),
+        dns_failure=s.get("dns_failure", d.dns_failure, enum_of(DnsFailure)),
     )
-    if config.timeout > 60:
-        raise ConfigError("mta_sts.timeout: must be at most 60 seconds (RFC 8461 §3.3)")
-    if config.fetch_backoff < 300:
-        raise ConfigError("mta_sts.fetch_backoff: must be at least 300 seconds (RFC 8461 §3.3)")
+    if config.timeout > MAX_FETCH_TIMEOUT_S:
+        raise ConfigError(
+            f"mta_sts.timeout: must be at most {MAX_FETCH_TIMEOUT_S:.0f} seconds (RFC 8461 §3.3)"
+        )
+    if config.fetch_backoff < FETCH_BACKOFF_S:
+        raise ConfigError(
+            f"mta_sts.fetch_backoff: must be at least {FETCH_BACKOFF_S:.0f} seconds (RFC 8461 §3.3)"
+        )
     s.finish()
     return config
 
 
 def _dane(data: Any) -> DaneConfig:
-    s = _Section(data, "dane")
+    s = Section(data, "dane")
     d = DaneConfig()
     config = DaneConfig(
-        enabled=s.get("enabled", d.enabled, _bool),
-        min_ttl=s.get("min_ttl", d.min_ttl, _positive_int),
-        max_ttl=s.get("max_ttl", d.max_ttl, _positive_int),
-        negative_ttl=s.get("negative_ttl", d.negative_ttl, _positive_int),
+        enabled=s.get("enabled", d.enabled, boolean),
+        min_ttl=s.get("min_ttl", d.min_ttl, positive_int),
+        max_ttl=s.get("max_ttl", d.max_ttl, positive_int),
+        negative_ttl=s.get("negative_ttl", d.negative_ttl, positive_int),
     )
     if config.min_ttl > config.max_ttl:
         raise ConfigError("dane.min_ttl: must not be larger than dane.max_ttl")
@@ -387,19 +217,19 @@ def _dane(data: Any) -> DaneConfig:
 
 
 def _cache(data: Any) -> CacheConfig:
-    s = _Section(data, "cache")
+    s = Section(data, "cache")
     d = CacheConfig()
-    backend = s.get("backend", d.backend, _choice("memory", "sqlite", "redis", "postgres"))
+    backend = s.get("backend", d.backend, enum_of(BackendName))
     config = CacheConfig(
         backend=backend,
-        path=s.get("path", "", _string) or str(default_state_dir() / "cache.sqlite3"),
-        url=s.get("url", d.url, _optional_string),
-        max_entries=s.get("max_entries", d.max_entries, _positive_int),
-        hot_entries=s.get("hot_entries", d.hot_entries, _positive_int),
-        hot_ttl=s.get("hot_ttl", d.hot_ttl, _positive),
-        refresh_ahead=s.get("refresh_ahead", d.refresh_ahead, _bool),
-        refresh_before=s.get("refresh_before", d.refresh_before, _fraction),
-        refresh_concurrency=s.get("refresh_concurrency", d.refresh_concurrency, _positive_int),
+        path=s.get("path", "", string) or str(default_state_dir() / "cache.sqlite3"),
+        url=s.get("url", d.url, optional_string),
+        max_entries=s.get("max_entries", d.max_entries, positive_int),
+        hot_entries=s.get("hot_entries", d.hot_entries, positive_int),
+        hot_ttl=s.get("hot_ttl", d.hot_ttl, positive),
+        refresh_ahead=s.get("refresh_ahead", d.refresh_ahead, boolean),
+        refresh_before=s.get("refresh_before", d.refresh_before, fraction),
+        refresh_concurrency=s.get("refresh_concurrency", d.refresh_concurrency, positive_int),
     )
     if backend in ("redis", "postgres") and not config.url:
         raise ConfigError(f"cache.url: required for the {backend} backend")
@@ -421,33 +251,35 @@ def _cache(data: Any) -> CacheConfig:
 
 def _maps(data: Any) -> dict[str, MapProfile]:
     if data is None:
-        return _default_maps()
+        return default_maps()
     if not isinstance(data, Mapping) or not data:
         raise ConfigError("maps: must be a non-empty mapping of map name to profile")
     maps: dict[str, MapProfile] = {}
     for name, profile in data.items():
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise ConfigError(f"maps: {name!r} is not a valid map name (no spaces)")
-        s = _Section(profile, f"maps.{name}")
+        s = Section(profile, f"maps.{name}")
         maps[name] = MapProfile(
-            tlsrpt=s.get("tlsrpt", False, _bool),
-            strict_testing=s.get("strict_testing", False, _bool),
-            servername=s.get("servername", True, _bool),
+            tlsrpt=s.get("tlsrpt", False, boolean),
+            strict_testing=s.get("strict_testing", False, boolean),
+            servername=s.get("servername", True, boolean),
         )
         s.finish()
     return maps
 
 
 def parse_config(data: Any, *, source: str = "<data>") -> Config:
-    top = _Section(data, "")
+    top = Section(data, "")
+    cache = _cache(top.get("cache", None, lambda k, v: v))
     config = Config(
         server=_server(top.get("server", None, lambda k, v: v)),
         dns=_dns(top.get("dns", None, lambda k, v: v)),
         mta_sts=_mta_sts(top.get("mta_sts", None, lambda k, v: v)),
         dane=_dane(top.get("dane", None, lambda k, v: v)),
-        cache=_cache(top.get("cache", None, lambda k, v: v)),
+        cache=cache,
         maps=_maps(top.get("maps", None, lambda k, v: v)),
         source=source,
+        tlsrpt=parse_tlsrpt(top.get("tlsrpt", None, lambda k, v: v), cache_path=cache.path),
     )
     top.finish()
     return config
@@ -474,3 +306,25 @@ def load_config(path: str | None) -> Config:
         return parse_config(data, source=path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DEFAULT_PORT",
+    "BackendName",
+    "CacheConfig",
+    "Config",
+    "DaneConfig",
+    "DnsConfig",
+    "DnsFailure",
+    "ListenAddress",
+    "ListenKind",
+    "MapProfile",
+    "MtaStsConfig",
+    "ServerConfig",
+    "default_state_dir",
+    "load_config",
+    "parse_config",
+    "parse_listen",
+    "parse_nameserver",
+]

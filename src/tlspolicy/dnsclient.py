@@ -9,9 +9,14 @@ This is the only module that talks DNS on the wire. It keeps these rules:
 * One overall deadline of ``timeout`` seconds per call. Nameservers are tried in order;
   each gets an equal share of the time still left, so a dead first server costs at most
   ``timeout / len(nameservers)`` and a server that fails fast hands its share on.
-* Like glibc's stub resolver, SERVFAIL, REFUSED, other rcodes, malformed responses,
-  network errors and timeouts move on to the next server. NOERROR and NXDOMAIN are
-  answers and end the call. When every server fails, the most telling failure is raised
+* Only failures to get an answer move on to the next server: timeouts, network errors,
+  malformed or mismatched packets (they say nothing about the name), and REFUSED (a
+  server's access policy, RFC 1035 §4.1.1, not a verdict on the name). SERVFAIL ends the
+  call: it is how a validating resolver reports DNSSEC bogus data (RFC 4035 §5.5), and
+  asking another server would turn a validation failure into a fallback to whichever
+  server validates least. Other rcodes (FORMERR, NOTIMP, ...) end it too: the server
+  understood enough to answer. NOERROR and NXDOMAIN are answers. So every listed
+  nameserver must validate. When every server fails, the most telling failure is raised
   (an rcode beats a malformed packet beats a network error beats a timeout).
 * Third-party exceptions become ``DnsError`` here and nowhere else (``_exchange``).
 * The CNAME chain in the answer section is followed from the query name (at most
@@ -31,6 +36,7 @@ import ipaddress
 import re
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import dns.asyncquery
 import dns.edns
@@ -53,9 +59,10 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.tlsabase
 import dns.rrset
 
+from tlspolicy import trace
 from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import Trace, TraceEvent
+from tlspolicy.trace import TraceEvent
 
 # Record types the callers ask for; "CNAME" returns only the chain (``DnsAnswer.cnames``).
 # dnspython rejects a whole response when a TLSA record's data length does not fit its
@@ -64,6 +71,20 @@ from tlspolicy.trace import Trace, TraceEvent
 # ``parse_tlsa_rr`` does the same), so the check is switched off and ``dane/tlsa.py`` judges
 # the record. Without this, one malformed record would turn a DANE domain into TEMP forever.
 dns.rdtypes.tlsabase.TLSABase._cert_length_by_mtype = {}
+
+
+class DnsClient(Protocol):
+    """Asks the configured (validating) resolver, with the DO bit set.
+
+    ``query`` returns a ``DnsAnswer`` for NOERROR (with or without data) and NXDOMAIN,
+    and raises ``tlspolicy.errors.DnsError`` for everything else. While a trace is being
+    recorded (``trace.recording``), each query appends one ``TraceEvent``, also failures.
+    """
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer: ...
+
+    async def aclose(self) -> None: ...
+
 
 SUPPORTED_RDTYPES = frozenset({"A", "AAAA", "MX", "TXT", "TLSA", "CNAME"})
 
@@ -86,6 +107,9 @@ _LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
 # TTL in seconds of the NXDOMAIN given for a name too long to exist. The answer never
 # changes, so it must not shorten cache lifetimes: one day, the default ``dane.max_ttl``.
 NONEXISTENT_NAME_TTL_S = 86400
+
+# Failure kinds after which the next nameserver is asked (see the module docstring).
+_NEXT_SERVER_KINDS = frozenset({"timeout", "network", "malformed", "refused"})
 
 # Rank of failure kinds when every server failed: the most telling one is raised.
 _ERROR_RANK = {"servfail": 6, "refused": 5, "other": 4, "malformed": 3, "network": 2, "timeout": 1}
@@ -117,13 +141,12 @@ class ResolverClient:
         self._timeout = float(timeout)
         self._udp_size = int(udp_size)
 
-    async def query(self, name: str, rdtype: str, *, trace: Trace | None = None) -> DnsAnswer:
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """Ask for ``rdtype`` records at ``name``.
 
         Args:
             name: an A-label domain name without trailing dot (one trailing dot is tolerated).
             rdtype: one of ``SUPPORTED_RDTYPES``.
-            trace: when given, one ``dns`` event is appended (also for failures).
 
         Returns:
             A ``DnsAnswer`` for NOERROR (with or without data) and NXDOMAIN.
@@ -152,8 +175,8 @@ class ResolverClient:
             event.status, event.ttl = answer.status, answer.ttl
         finally:
             event.elapsed_ms = _elapsed_ms(started)
-            if trace is not None and event.status:  # not when cancelled
-                trace.add(event)
+            if event.status:  # not when cancelled
+                trace.record(event)
         return answer
 
     async def aclose(self) -> None:
@@ -187,6 +210,8 @@ class ResolverClient:
                 _check_rcode(response, host, port)
                 return response
             except DnsError as err:
+                if err.kind not in _NEXT_SERVER_KINDS:
+                    raise DnsError(err.kind, err.detail, name=qname_text, rdtype=rdtype) from None
                 if worst is None or _ERROR_RANK[err.kind] > _ERROR_RANK[worst.kind]:
                     worst = err
         if worst is None:
@@ -201,9 +226,12 @@ async def _exchange(
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
         async with asyncio.timeout(budget_s):
+            # A stray or forged datagram (wrong ID, wrong source, garbage) is dropped and the
+            # wait goes on: failing on the first one would let any packet defer the mail.
             response, _used_tcp = await dns.asyncquery.udp_with_fallback(
-                query, host, timeout=budget_s, port=port
-            )
+                query, host, timeout=budget_s, port=port, ignore_unexpected=True,
+                ignore_errors=True,
+            )  # fmt: skip
     except (TimeoutError, dns.exception.Timeout):
         raise DnsError("timeout", f"no answer from {where} within {budget_s:.2f} s") from None
     except (dns.query.BadResponse, dns.query.UnexpectedSource) as err:

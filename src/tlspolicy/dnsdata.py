@@ -9,9 +9,6 @@ timeout, refused, malformed) never become a ``DnsAnswer``; the adapter raises ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
-from tlspolicy.trace import Trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +73,3 @@ class DnsAnswer:
     @property
     def status(self) -> str:
         return "secure" if self.secure else "insecure"
-
-
-class DnsClient(Protocol):
-    """Asks the configured (validating) resolver, with the DO bit set.
-
-    ``query`` returns a ``DnsAnswer`` for NOERROR (with or without data) and NXDOMAIN,
-    and raises ``tlspolicy.errors.DnsError`` for everything else. When ``trace`` is given,
-    one ``TraceEvent`` is appended per query (also for failures).
-    """
-
-    async def query(self, name: str, rdtype: str, *, trace: Trace | None = None) -> DnsAnswer: ...
-
-    async def aclose(self) -> None: ...

@@ -10,7 +10,10 @@ otherwise return values. Each class says what the caller should do about it.
     ├── FetchError             an MTA-STS policy fetch failed: treat as "no fresh policy"
     ├── RecordSyntaxError      an _mta-sts TXT record is broken: treat as "no record"
     ├── PolicySyntaxError      a fetched policy is invalid: treat as a failed fetch
-    └── CacheError             a cache backend failed: answer without it, log once
+    ├── CacheError             a cache backend failed: answer without it, log once
+    ├── DatagramError          a TLSRPT datagram from Postfix is unusable: count it, drop it
+    ├── ReportStoreError       the TLSRPT store failed: keep the batch, retry later
+    └── DeliveryError          sending one TLSRPT report to one rua failed: retry with backoff
 """
 
 from __future__ import annotations
@@ -74,3 +77,23 @@ class PolicySyntaxError(TlsPolicyError):
 
 class CacheError(TlsPolicyError):
     """A cache backend could not serve the request; carry on without it."""
+
+
+class DatagramError(TlsPolicyError):
+    """A libtlsrpt datagram is not valid JSON, too large, or has the wrong shape; drop it."""
+
+
+class ReportStoreError(TlsPolicyError):
+    """The TLSRPT counts store (SQLite or PostgreSQL) failed; keep the data and retry."""
+
+
+class DeliveryError(TlsPolicyError):
+    """One report could not be delivered to one destination; ``kind`` is a fixed token.
+
+    Kinds: ``smtp``, ``http-status``, ``connect``, ``tls``, ``timeout``, ``other``.
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail

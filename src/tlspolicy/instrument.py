@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tlspolicy.dnsdata import DnsAnswer, DnsClient
+from tlspolicy.dnsclient import DnsClient
+from tlspolicy.dnsdata import DnsAnswer
 from tlspolicy.errors import DnsError, FetchError
 from tlspolicy.metrics import MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher
-from tlspolicy.trace import Trace
 
 
 class CountingDns:
@@ -16,9 +16,9 @@ class CountingDns:
         self.inner = inner
         self.metrics = metrics
 
-    async def query(self, name: str, rdtype: str, *, trace: Trace | None = None) -> DnsAnswer:
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
         try:
-            answer = await self.inner.query(name, rdtype, trace=trace)
+            answer = await self.inner.query(name, rdtype)
         except DnsError as exc:
             bogus = exc.kind == "servfail" and "bogus" in exc.detail.lower()
             self.metrics.lookup("dns", "bogus" if bogus else exc.kind)
@@ -37,9 +37,9 @@ class CountingFetcher:
         self.inner = inner
         self.metrics = metrics
 
-    async def fetch(self, domain: str, *, trace: Trace | None = None) -> str:
+    async def fetch(self, domain: str) -> str:
         try:
-            text = await self.inner.fetch(domain, trace=trace)
+            text = await self.inner.fetch(domain)
         except FetchError as exc:
             self.metrics.lookup("https", exc.kind)
             raise

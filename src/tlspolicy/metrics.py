@@ -32,6 +32,13 @@ CACHE_LAYERS = ("hot", "backend")
 REFRESH_OUTCOMES = ("success", "failure", "skipped")
 DOWNGRADE_KINDS = ("dane", "mta_sts")
 LOOKUP_BRANCHES = ("dane", "mta_sts")
+TLSRPT_DATAGRAM_OUTCOMES = ("received", "invalid", "dropped")
+TLSRPT_POLICY_TYPES = ("tlsa", "sts", "no-policy-found")
+TLSRPT_SESSION_RESULTS = ("successful", "failed")
+TLSRPT_REPORT_METHODS = ("mailto", "https")
+TLSRPT_REPORT_OUTCOMES = ("sent", "failed")
+# At server.max_connections: an idle connection closed for a newcomer, or the newcomer refused.
+CONNECTION_LIMIT_ACTIONS = ("evicted", "refused")
 
 # Outcome tokens per lookup kind: DNS failure kinds are DnsError.kind (errors.py) plus the
 # answers that are not failures; HTTPS failure kinds are FetchError.kind (errors.py).
@@ -102,6 +109,7 @@ class MetricsSink(Protocol):
     def refresh(self, outcome: str) -> None: ...
     def downgrade(self, kind: str) -> None: ...
     def set_connections(self, n: int) -> None: ...
+    def connection_limit(self, action: str) -> None: ...
     def set_cache_entries_source(self, fn: Callable[[], float]) -> None: ...
     def set_resolver_validating(self, ok: bool) -> None: ...
     def set_cache_backend_up(self, ok: bool) -> None: ...
@@ -156,6 +164,16 @@ class Metrics:
             registry=r,
         )
         self._connections = Gauge("tlspolicy_connections", "Open socketmap connections", registry=r)
+        limit = Counter(
+            "tlspolicy_connection_limit_total",
+            "At server.max_connections: idle connections closed for a newcomer (evicted) "
+            "and newcomers refused because every connection was busy (refused)",
+            ["action"],
+            registry=r,
+        )
+        self._limit_children = {
+            a: limit.labels(action=a) for a in (*CONNECTION_LIMIT_ACTIONS, OTHER)
+        }
         self._cache_entries = Gauge(
             "tlspolicy_cache_entries", "Entries in the cache backend", registry=r
         )
@@ -168,6 +186,7 @@ class Metrics:
         self._backend_up = Gauge(
             "tlspolicy_cache_backend_up", "1 when the cache backend answers", registry=r
         )
+        self._bind_tlsrpt(r)
         build = Gauge(
             "tlspolicy_build_info", "Always 1; the version is a label", ["version"], registry=r
         )
@@ -243,6 +262,10 @@ class Metrics:
     def set_connections(self, n: int) -> None:
         self._connections.set(n)
 
+    def connection_limit(self, action: str) -> None:
+        """One connection evicted or refused at the cap (``CONNECTION_LIMIT_ACTIONS``)."""
+        (self._limit_children.get(action) or self._limit_children[OTHER]).inc()
+
     def set_cache_entries_source(self, fn: Callable[[], float]) -> None:
         """Compute ``tlspolicy_cache_entries`` at scrape time; NaN when ``fn`` raises.
 
@@ -263,6 +286,59 @@ class Metrics:
 
     def set_cache_backend_up(self, ok: bool) -> None:
         self._backend_up.set(1 if ok else 0)
+
+    # --- TLSRPT (tlsrpt/sink.py TlsrptMetricsSink) ----------------------------------
+
+    def _bind_tlsrpt(self, r: CollectorRegistry) -> None:
+        datagrams = Counter(
+            "tlspolicy_tlsrpt_datagrams_total",
+            "TLSRPT datagrams from Postfix: received, invalid (not parsable), dropped (as "
+            "reported by the kernel; Linux reports none for AF_UNIX)",
+            ["outcome"],
+            registry=r,
+        )
+        sessions = Counter(
+            "tlspolicy_tlsrpt_sessions_total",
+            "TLS sessions reported by Postfix, by policy type and result",
+            ["policy_type", "result"],
+            registry=r,
+        )
+        reports = Counter(
+            "tlspolicy_tlsrpt_reports_total",
+            "TLSRPT report deliveries by method (mailto, https) and outcome",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self._tlsrpt_datagrams = {
+            o: datagrams.labels(outcome=o) for o in (*TLSRPT_DATAGRAM_OUTCOMES, OTHER)
+        }
+        self._tlsrpt_sessions = {
+            (t, res): sessions.labels(policy_type=t, result=res)
+            for t in (*TLSRPT_POLICY_TYPES, OTHER)
+            for res in TLSRPT_SESSION_RESULTS
+        }
+        self._tlsrpt_reports = {
+            (m, o): reports.labels(method=m, outcome=o)
+            for m in (*TLSRPT_REPORT_METHODS, OTHER)
+            for o in TLSRPT_REPORT_OUTCOMES
+        }
+
+    def tlsrpt_datagrams(self, outcome: str, n: int = 1) -> None:
+        (self._tlsrpt_datagrams.get(outcome) or self._tlsrpt_datagrams[OTHER]).inc(n)
+
+    def tlsrpt_session(self, policy_type: str, result: str) -> None:
+        child = self._tlsrpt_sessions.get((policy_type, result))
+        if child is None:
+            child = self._tlsrpt_sessions.get((OTHER, result))
+        if child is not None:
+            child.inc()
+
+    def tlsrpt_report(self, method: str, outcome: str) -> None:
+        child = self._tlsrpt_reports.get((method, outcome))
+        if child is None:
+            child = self._tlsrpt_reports.get((OTHER, outcome))
+        if child is not None:
+            child.inc()
 
 
 class NullMetrics:
@@ -289,6 +365,9 @@ class NullMetrics:
     def set_connections(self, n: int) -> None:
         return None
 
+    def connection_limit(self, action: str) -> None:
+        return None
+
     def set_cache_entries_source(self, fn: Callable[[], float]) -> None:
         return None
 
@@ -296,6 +375,15 @@ class NullMetrics:
         return None
 
     def set_cache_backend_up(self, ok: bool) -> None:
+        return None
+
+    def tlsrpt_datagrams(self, outcome: str, n: int = 1) -> None:
+        return None
+
+    def tlsrpt_session(self, policy_type: str, result: str) -> None:
+        return None
+
+    def tlsrpt_report(self, method: str, outcome: str) -> None:
         return None
 
 

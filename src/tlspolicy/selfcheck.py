@@ -15,7 +15,14 @@ Defaults that work on the public internet (both long-lived, well-known canaries)
 ``dnssec-failed.org`` (Comcast's permanently mis-signed test domain). Tests use lab names.
 
 ``check_resolver`` is one check; ``ResolverMonitor`` repeats it in a task, updates
-``tlspolicy_resolver_validating`` and logs only on changes (no log storm).
+``tlspolicy_resolver_validating`` and logs only on changes (no log storm). While the check
+fails it is repeated every ``FAILING_INTERVAL_S`` at most, so a repaired resolver is seen
+soon (``dns.on_validation_failure: temp`` defers mail until then).
+
+``SelfCheck.not_validating`` singles out the verdict "the resolver answers but does not
+validate" (no AD flag, or bogus data accepted). Only that one makes answers untrustworthy:
+an unreachable resolver or a failing canary makes lookups fail by themselves, and cached
+answers (validated earlier) stay good.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from tlspolicy.dnsdata import DnsClient
+from tlspolicy.dnsclient import DnsClient
 from tlspolicy.errors import DnsError
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 
@@ -34,6 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SECURE_NAME = "isc.org"
 DEFAULT_BOGUS_NAME = "dnssec-failed.org"
 DEFAULT_INTERVAL_S = 600.0  # 10 min: a broken resolver is noticed well before DANE TTLs run out
+FAILING_INTERVAL_S = 30.0  # while failing: a repaired resolver is noticed within this
 # One whole check (two queries, each bounded by dns.timeout) never takes longer than this.
 CHECK_TIMEOUT_S = 30.0
 CANARY_RDTYPE = "A"  # any type works; A is supported by every DnsClient (dnsclient.py)
@@ -48,6 +56,7 @@ class SelfCheck:
 
     ok: bool
     reason: str
+    not_validating: bool = False  # it answered, but without validating (module docstring)
 
 
 NOT_RUN = SelfCheck(ok=False, reason="resolver self-check has not run yet")
@@ -73,7 +82,9 @@ async def check_resolver(dns: DnsClient, *, secure_name: str, bogus_name: str) -
         return SelfCheck(False, f"resolver failed the signed name {secure_name}: {exc}")
     if not secure.secure:
         return SelfCheck(
-            False, f"resolver does not set the AD flag for {secure_name}: not validating"
+            False,
+            f"resolver does not set the AD flag for {secure_name}: not validating",
+            not_validating=True,
         )
     try:
         bogus = await dns.query(bogus_name, CANARY_RDTYPE)
@@ -90,6 +101,7 @@ async def check_resolver(dns: DnsClient, *, secure_name: str, bogus_name: str) -
     return SelfCheck(
         False,
         f"resolver answered {bogus_name}: not validating (bogus data {verdict})",
+        not_validating=True,
     )
 
 
@@ -123,6 +135,10 @@ class ResolverMonitor:
     def health(self) -> tuple[bool, str]:
         """``status`` in the shape ``HttpEndpoint`` health callables return."""
         return self.status.ok, self.status.reason
+
+    def not_validating(self) -> bool:
+        """The last check found a resolver that answers without validating DNSSEC."""
+        return self.status.not_validating
 
     async def check_now(self) -> SelfCheck:
         """Run one check, record it, log a change; returns the new status."""
@@ -163,7 +179,10 @@ class ResolverMonitor:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            failing = self._checked and not self.status.ok
+            await asyncio.sleep(
+                min(self.interval, FAILING_INTERVAL_S) if failing else self.interval
+            )
             try:
                 await self.check_now()
             except Exception:  # a bug in a DnsClient must not end the monitor

@@ -1,11 +1,17 @@
 """A per-request record of what was looked up, for ``tlspolicy query`` and info logs.
 
-Lookups append events; nothing here does I/O. A ``Trace`` is optional everywhere: the hot
-path passes ``None`` and pays nothing.
+No signature carries a trace: ``recording(trace)`` makes it the current one (a context
+variable, so it follows the task and the tasks it starts), and the adapters that know the
+details (the DNS client, the policy fetcher) and the lookups' notes append to whatever is
+current. The server records nothing: outside ``recording`` the current trace is None and
+``record``/``note`` cost one lookup of the variable. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,3 +41,34 @@ class Trace:
 
     def note(self, text: str) -> None:
         self.events.append(TraceEvent(kind="note", name=text))
+
+
+_CURRENT: ContextVar[Trace | None] = ContextVar("tlspolicy_trace", default=None)
+
+
+@contextlib.contextmanager
+def recording(trace: Trace) -> Iterator[Trace]:
+    """Within this block (and the tasks started in it), lookups are recorded in ``trace``."""
+    token = _CURRENT.set(trace)
+    try:
+        yield trace
+    finally:
+        _CURRENT.reset(token)
+
+
+def current() -> Trace | None:
+    return _CURRENT.get()
+
+
+def record(event: TraceEvent) -> None:
+    """Append ``event`` to the current trace, if one is being recorded."""
+    trace = _CURRENT.get()
+    if trace is not None:
+        trace.add(event)
+
+
+def note(text: str) -> None:
+    """Append a note (a decision step) to the current trace, if one is being recorded."""
+    trace = _CURRENT.get()
+    if trace is not None:
+        trace.note(text)

@@ -55,6 +55,7 @@ class ServerProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"tlspolicy serve exited early:\n{self.log()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_cache_e2e import (
+from tests.integration.cachetools import (
     COUNT_TIMEOUT_S,
     SETTLE_S,
     STS_GOOD,
@@ -142,17 +142,5 @@ def test_cache_admin_e2e_commands_against_a_running_server(
     assert (everything.returncode, everything.stdout) == (0, "removed 6 entries\n")
     assert json.loads(cache_cli(server, "list", "--json").stdout) == []
 
-    assert_explained(
-        server,
-        "sts-wild.lab",
-        reply="OK " + STS_WILD,
-        reason="MTA-STS policy mode enforce",
-        secure=[("_mta-sts.sts-wild.lab", "TXT"), ("sts-wild.lab", "MX")],
-    )
-    assert_explained(
-        server,
-        "dane-mixed.lab",
-        reply="OK dane",
-        reason="secure TLSA at 1 of 2 MX hosts, 1 usable",
-        secure=[("dane-mixed.lab", "MX"), ("_25._tcp.mx1.dane-mixed.lab", "TLSA")],
-    )
+    assert_explained(server, "sts-wild.lab")
+    assert_explained(server, "dane-mixed.lab")

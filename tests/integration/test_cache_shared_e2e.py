@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.integration.test_cache_e2e import (
+from tests.integration.cachetools import (
     SETTLE_S,
     STS_GOOD,
     STS_HOST,
@@ -116,13 +116,7 @@ def test_cache_shared_e2e_redis_outage_answers_continue_then_redis_used_again(
         assert server.postmap("plain.lab").kind is PostmapKind.NOTFOUND
     finally:
         store.close()
-    assert_explained(
-        server,
-        "sts-good.lab",
-        reply="OK " + STS_GOOD,
-        reason="MTA-STS policy mode enforce",
-        secure=[("_mta-sts.sts-good.lab", "TXT"), ("sts-good.lab", "MX")],
-    )
+    assert_explained(server, "sts-good.lab")
 
 
 @pytest.mark.redis
@@ -147,13 +141,7 @@ def test_cache_shared_e2e_cached_answer_needs_no_redis_round_trip(
         finally:
             admin.execute_command("CLIENT", "UNPAUSE")
     assert server.postmap("dane-only.lab").value == "dane-only"
-    assert_explained(
-        server,
-        "dane-only.lab",
-        reply="OK dane-only",
-        reason="usable TLSA at all 2 MX hosts",
-        secure=[("dane-only.lab", "MX"), ("_25._tcp.mx1.dane-only.lab", "TLSA")],
-    )
+    assert_explained(server, "dane-only.lab")
 
 
 def test_cache_shared_e2e_second_server_answers_from_the_shared_cache(
@@ -175,13 +163,7 @@ def test_cache_shared_e2e_second_server_answers_from_the_shared_cache(
     assert dns.since(mark) == []
     assert lab.https.count(STS_HOST) == fetches
     assert all(live_answers(second, domain) == 0 for domain in ANSWERS)
-    assert_explained(
-        second,
-        "sts-good.lab",
-        reply="OK " + STS_GOOD,
-        reason="MTA-STS policy mode enforce",
-        secure=[("_mta-sts.sts-good.lab", "TXT"), ("sts-good.lab", "MX")],
-    )
+    assert_explained(second, "sts-good.lab")
 
 
 def test_cache_shared_e2e_two_servers_coalesce_concurrent_queries(
@@ -255,10 +237,4 @@ def test_cache_shared_e2e_two_servers_refresh_a_domain_once(
     assert live_answers(first, "dane-only.lab") == 1
     assert live_answers(second, "dane-only.lab") == 0
     assert second.postmap("dane-only.lab").value == "dane-only"
-    assert_explained(
-        second,
-        "dane-only.lab",
-        reply="OK dane-only",
-        reason="usable TLSA at all 2 MX hosts",
-        secure=[("dane-only.lab", "MX"), ("_25._tcp.mx1.dane-only.lab", "TLSA")],
-    )
+    assert_explained(second, "dane-only.lab")

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.server import read_netstring
-from tests.integration.test_cache_e2e import (
+from tests.integration.cachetools import (
     SETTLE_S,
     STS_GOOD,
     STS_HOST,
@@ -28,6 +27,7 @@ from tests.integration.test_cache_e2e import (
     assert_explained,
     live_answers,
 )
+from tests.integration.server import read_netstring
 from tests.lab.netutil import wait_until
 from tests.lab.postfix import PostmapKind
 from tests.lab.scenario import Lab
@@ -82,13 +82,7 @@ def test_cache_sqlite_e2e_restarted_server_answers_without_lookups(
     assert dns.since(mark) == []  # zero DNS queries
     assert lab.https.count(STS_HOST) == fetches  # zero fetches
     assert all(live_answers(second, domain) == 0 for domain in ANSWERS)
-    assert_explained(
-        second,
-        "dane-mixed.lab",
-        reply="OK dane",
-        reason="secure TLSA at 1 of 2 MX hosts, 1 usable",
-        secure=[("dane-mixed.lab", "MX"), ("_25._tcp.mx1.dane-mixed.lab", "TLSA")],
-    )
+    assert_explained(second, "dane-mixed.lab")
 
 
 def test_cache_sqlite_e2e_kill_9_during_writes_leaves_a_usable_file(
@@ -147,13 +141,7 @@ def test_cache_sqlite_e2e_kill_9_during_writes_leaves_a_usable_file(
     assert dns.since(mark) == []
     assert second.stop() == 0
     assert _integrity_and_domains(path)[0] == "ok"
-    assert_explained(
-        second,
-        "dane-only.lab",
-        reply="OK dane-only",
-        reason="usable TLSA at all 2 MX hosts",
-        secure=[("dane-only.lab", "MX"), ("_25._tcp.mx1.dane-only.lab", "TLSA")],
-    )
+    assert_explained(second, "dane-only.lab")
 
 
 def _foreign_database(path: Path) -> None:
@@ -213,10 +201,4 @@ def test_cache_sqlite_e2e_unusable_file_moved_aside_at_start(
     assert server.postmap("sts-good.lab").value == STS_GOOD
     integrity, domains = _integrity_and_domains(path)  # a new, working cache file
     assert (integrity, domains) == ("ok", {"sts-good.lab"})
-    assert_explained(
-        server,
-        "sts-good.lab",
-        reply="OK " + STS_GOOD,
-        reason="MTA-STS policy mode enforce",
-        secure=[("_mta-sts.sts-good.lab", "TXT"), ("sts-good.lab", "MX")],
-    )
+    assert_explained(server, "sts-good.lab")

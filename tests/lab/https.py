@@ -123,10 +123,22 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(raw, socket.socket)
         raw.settimeout(CONNECTION_TIMEOUT_S)
         tls = lab.server_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        tls.do_handshake()
+        # The TLS socket took over the connection: socketserver closes only ``raw`` (now
+        # detached), so this handler closes ``tls`` itself, also when the handshake fails.
+        try:
+            tls.do_handshake()
+        except BaseException:
+            tls.close()
+            raise
         self.sni = lab.sni_of(tls)
         self.request = tls
         super().setup()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.request.close()
 
     def log_message(self, format: str, *args: object) -> None:
         """Requests are recorded in HttpsLab.requests instead."""

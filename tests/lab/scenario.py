@@ -45,6 +45,7 @@ MTA-STS (signed zone, MX hosts without TLSA; policy mx lines name mx1/mx2 unless
   sts-tlsrpt.lab (RFC 8461 §3.2 example)   sts-lf.lab (LF line ends)
   sts-badpolicy.lab (200 text/plain, no version line)
   sts-nohost.lab (TXT, but mta-sts.sts-nohost.lab does not exist)
+SMTP (real sinks, for the Postfix 3.10 lab; added last): ``rpt-*.lab``, see ``smtpcases``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from cryptography.x509.oid import NameOID
 from tests.lab.dnslab import Blackhole, LabDns, Nsd, Unbound
 from tests.lab.https import POLICY_PATH, Behavior, CertVariant, HttpsLab, redirect
 from tests.lab.netutil import LOOPBACK, free_port
+from tests.lab.smtpcases import add_smtp_cases
 from tests.lab.zones import ALL_TYPES, DEFAULT_TTL_S, ZoneSet, ZoneSpec, tlsa_value
 
 ZONES = (
@@ -145,6 +147,7 @@ class Catalogue:
     records: list[RecordSet] = field(default_factory=list)
     https: dict[str, Behavior] = field(default_factory=dict)
     cert_der: bytes = b""  # the certificate behind mx2.dane-only.lab's 3 0 0 and 3 1 1
+    mx_keys: dict[str, bytes] = field(default_factory=dict)  # SMTP sink keys (smtpcases)
     _next_address: ipaddress.IPv4Address = FIRST_MX_ADDRESS
 
     def add(self, name: str, rdtype: str, *values: str, ttl: int = DEFAULT_TTL_S) -> None:
@@ -345,7 +348,18 @@ def build_catalogue(https_address: str) -> Catalogue:
     _dane(cat)
     _mta_sts(cat)
     _dane_names(cat)
+    add_smtp_cases(cat)  # last: older hosts keep their addresses
+    _sts_dns_failure(cat)
     return cat
+
+
+def _sts_dns_failure(cat: Catalogue) -> None:
+    """sts-bogustxt.lab: signed MX without TLSA, ``_mta-sts`` a CNAME into the bogus zone,
+    so the TXT lookup fails (SERVFAIL) while DANE is a validated "no"."""
+    hosts = ["mx1.sts-bogustxt.lab"]
+    cat.host(hosts[0])
+    cat.mx("sts-bogustxt.lab", *hosts)
+    cat.add("_mta-sts.sts-bogustxt.lab", "CNAME", "_mta-sts.bogus.lab")
 
 
 @dataclass

@@ -31,7 +31,7 @@ from tlspolicy.dnsclient import (
 )
 from tlspolicy.dnsdata import AddressRecord, MxRecord, TlsaRecord, TxtRecord
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import Trace
+from tlspolicy.trace import Trace, recording
 
 Handler = Callable[[dns.message.Message, str], bytes | None]
 
@@ -383,20 +383,49 @@ async def test_query_dead_first_server_leaves_time_for_second(serve) -> None:
     assert 0.4 <= elapsed < 0.95  # the dead server got half the budget, not all of it
 
 
-async def test_query_servfail_then_next_server_answers(serve) -> None:
-    bad = await serve(lambda q, t: reply(q, rcode=dns.rcode.SERVFAIL))
+@pytest.mark.parametrize(
+    ("rcode", "kind"),
+    [
+        pytest.param(dns.rcode.SERVFAIL, "servfail", id="servfail"),
+        pytest.param(dns.rcode.FORMERR, "other", id="formerr"),
+    ],
+)
+async def test_query_servfail_is_final_not_asked_of_next_server(
+    serve, rcode: int, kind: str
+) -> None:
+    # SERVFAIL is how a validating resolver says "bogus": the next server must not get a
+    # chance to answer (it might not validate). Every listed server must validate.
+    bad = await serve(lambda q, t: reply(q, rcode=rcode, ede=(6, "")))
+    good = await serve(lambda q, t: reply(q, answer=(("x.example", 60, "A", "192.0.2.1"),)))
+    with pytest.raises(DnsError) as caught:
+        await client(bad.port, good.port).query("x.example", "A")
+    assert caught.value.kind == kind
+    assert (caught.value.name, caught.value.rdtype) == ("x.example", "A")
+    assert good.seen == []
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        pytest.param(lambda q, t: reply(q, rcode=dns.rcode.REFUSED), id="refused"),
+        pytest.param(lambda q, t: b"\x00\x01garbage", id="garbage"),
+    ],
+)
+async def test_query_refused_or_garbage_moves_to_next_server(serve, handler: Handler) -> None:
+    bad = await serve(handler)
     good = await serve(lambda q, t: reply(q, rcode=dns.rcode.NXDOMAIN))
     answer = await client(bad.port, good.port).query("x.example", "A")
     assert answer.rcode == "NXDOMAIN"
+    assert len(good.seen) == 1
 
 
 async def test_query_all_servers_fail_reports_most_telling_error(serve) -> None:
-    bad = await serve(lambda q, t: reply(q, rcode=dns.rcode.SERVFAIL, ede=(9, "")))
     dead = await serve(lambda q, t: None)
+    refusing = await serve(lambda q, t: reply(q, rcode=dns.rcode.REFUSED))
     with pytest.raises(DnsError) as caught:
-        await client(bad.port, dead.port, timeout=0.4).query("x.example", "A")
-    assert caught.value.kind == "servfail"
-    assert caught.value.detail == "EDE 9 DNSKEY Missing"
+        await client(dead.port, refusing.port, timeout=0.4).query("x.example", "A")
+    assert caught.value.kind == "refused"
+    assert (caught.value.name, caught.value.rdtype) == ("x.example", "A")
 
 
 @pytest.mark.parametrize(
@@ -477,8 +506,8 @@ async def test_query_name_too_long_to_exist_is_nxdomain_without_sending(
     serve, name: str, rdtype: str
 ) -> None:
     srv = await serve(lambda q, t: reply(q))
-    trace = Trace()
-    answer = await client(srv.port).query(name, rdtype, trace=trace)
+    with recording(Trace()) as trace:
+        answer = await client(srv.port).query(name, rdtype)
     assert (answer.rcode, answer.records, answer.secure) == ("NXDOMAIN", (), True)
     assert answer.ttl == NONEXISTENT_NAME_TTL_S
     assert srv.seen == []
@@ -494,11 +523,12 @@ async def test_query_trace_records_success_and_failure(serve) -> None:
         return reply(q, answer=(("mx.example", 120, "MX", "10 a.example."),))
 
     srv = await serve(handler)
-    trace = Trace()
     dns_client = client(srv.port)
-    await dns_client.query("mx.example", "MX", trace=trace)
-    with pytest.raises(DnsError):
-        await dns_client.query("bad.example", "MX", trace=trace)
+    with recording(Trace()) as trace:
+        await dns_client.query("mx.example", "MX")
+        with pytest.raises(DnsError):
+            await dns_client.query("bad.example", "MX")
+    await dns_client.query("mx.example", "MX")  # not recorded: no trace is current
     await dns_client.aclose()
     ok, failed = trace.events
     assert (ok.kind, ok.name, ok.detail, ok.status, ok.ttl) == (

@@ -10,9 +10,9 @@ from tlspolicy.cache.memory_backend import MemoryBackend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import Config, parse_config
 from tlspolicy.dnsdata import AddressRecord, MxRecord, TlsaRecord, TxtRecord
-from tlspolicy.errors import FetchError, ProtocolError
+from tlspolicy.errors import FetchError
+from tlspolicy.server.answers import Answerer
 from tlspolicy.service import PolicyService
-from tlspolicy.trace import Trace
 
 POLICY = "version: STSv1\nmode: enforce\nmx: mx.sts.example\nmax_age: 86400\n"
 TLSA = TlsaRecord(3, 1, 1, b"\x01" * 32)
@@ -32,7 +32,7 @@ class FakeFetcher:
     delay: float = 0.0
     calls: list[str] = field(default_factory=list)
 
-    async def fetch(self, domain: str, *, trace: Trace | None = None) -> str:
+    async def fetch(self, domain: str) -> str:
         self.calls.append(domain)
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -63,16 +63,37 @@ def make_world() -> tuple[FakeDns, FakeFetcher]:
     return dns, fetcher
 
 
+class Edge:
+    """The service behind the socketmap edge, as the server runs it: replies as text."""
+
+    def __init__(self, service: PolicyService) -> None:
+        self.service = service
+        self.cache = service.cache
+        self.answers = Answerer(service, clock=service.clock)
+
+    async def answer(self, name: str, key: str) -> str:
+        return await self.answers.answer(name, key)
+
+    def answer_now(self, name: str, key: str) -> str | None:
+        return self.answers.answer_now(name, key)
+
+    async def start(self) -> None:
+        await self.service.start()
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+
+
 def make_service(
     dns: FakeDns, fetcher: FakeFetcher, clock: Clock, config: Config | None = None
-) -> PolicyService:
+) -> Edge:
     config = config or parse_config({"cache": {"backend": "memory", "refresh_ahead": False}})
     cache = PolicyCache(MemoryBackend(max_entries=1000, clock=clock), hot_entries=100, hot_ttl=5)
-    return PolicyService(config, dns=dns, fetcher=fetcher, cache=cache, clock=clock)
+    return Edge(PolicyService(config, dns=dns, fetcher=fetcher, cache=cache, clock=clock))
 
 
 @pytest.fixture
-def world() -> tuple[FakeDns, FakeFetcher, Clock, PolicyService]:
+def world() -> tuple[FakeDns, FakeFetcher, Clock, Edge]:
     dns, fetcher = make_world()
     clock = Clock()
     return dns, fetcher, clock, make_service(dns, fetcher, clock)
@@ -173,9 +194,9 @@ async def test_service_keys_without_lookup(world) -> None:
     dns, _, _, service = world
     for key in (".sts.example", "[192.0.2.1]", "192.0.2.1", ""):
         assert await service.answer("QUERY", key) == "NOTFOUND "
+    # A name that cannot exist is NOTFOUND without lookup, not a closed connection.
+    assert await service.answer("QUERY", "a" * 64 + ".example") == "NOTFOUND "
     assert dns.queries == []
-    with pytest.raises(ProtocolError):
-        await service.answer("QUERY", "a" * 64 + ".example")
 
 
 async def test_service_request_timeout_is_temp() -> None:
@@ -274,3 +295,17 @@ async def test_service_answer_now_never_for_temp(world) -> None:
     for _ in range(3):
         assert (await service.answer("QUERY", "dane.example")).startswith("TEMP")
     assert service.answer_now("QUERY", "dane.example") is None
+
+
+async def test_service_stores_nothing_while_the_resolver_does_not_validate(world) -> None:
+    dns, _, _, edge = world
+    await edge.cache.open()
+    edge.service.lookups.dns_trusted = lambda: False
+    assert await edge.answer("QUERY", "dane.example") == "OK dane-only"
+    assert await edge.cache.get("dane.example") is None  # not kept past the repair
+    before = len(dns.queries)
+    assert await edge.answer("QUERY", "dane.example") == "OK dane-only"
+    assert len(dns.queries) > before  # looked up again
+    edge.service.lookups.dns_trusted = lambda: True
+    await edge.answer("QUERY", "dane.example")
+    assert await edge.cache.get("dane.example") is not None

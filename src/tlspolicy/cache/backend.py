@@ -1,4 +1,7 @@
-"""The storage contract every cache backend keeps, and the factory that picks one.
+"""The storage contract every cache backend keeps, and the helpers they share.
+
+The factory that picks a backend is ``cache.factory.open_backend`` (it imports the backends,
+which import this module).
 
 Rules every backend follows, so that the service sees the same cache whichever is configured:
 
@@ -21,15 +24,12 @@ Rules every backend follows, so that the service sees the same cache whichever i
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
-from tlspolicy.config import CacheConfig
-from tlspolicy.errors import CacheError, TlsPolicyError
+from tlspolicy.errors import TlsPolicyError
 
-BACKEND_NAMES = ("memory", "sqlite", "redis", "postgres")
 # When a bounded backend overflows it evicts down to this fraction of max_entries, so the
 # scan for victims runs once per many inserts instead of on every insert (postfix-tlspol
 # prunes 50,000 to 45,000; docs/peers.md §1.1).
@@ -126,41 +126,3 @@ def keep_until_after_use(keep_until: float, used_at: float) -> float:
     lets backends update expiry in place without decoding the stored entry.
     """
     return max(keep_until, used_at + RETAIN_AFTER_EXPIRY_S)
-
-
-def open_backend(
-    config: CacheConfig, *, clock: Callable[[], float] = time.time, recover: bool = True
-) -> CacheBackend:
-    """Build (not yet open) the backend ``config`` names.
-
-    Backend modules are imported here, so a server that uses sqlite never imports redis.
-    ``recover=False`` (admin commands) reports a corrupt sqlite file instead of moving it aside.
-
-    Raises:
-        CacheError: unknown backend name, or a URL this backend cannot use.
-    """
-    if config.backend == "memory":
-        from tlspolicy.cache.memory_backend import MemoryBackend  # noqa: PLC0415 - lazy by design
-
-        return MemoryBackend(max_entries=config.max_entries, clock=clock)
-    if config.backend == "sqlite":
-        from tlspolicy.cache.sqlite_backend import SqliteBackend  # noqa: PLC0415 - lazy by design
-
-        return SqliteBackend(
-            config.path, max_entries=config.max_entries, clock=clock, recover=recover
-        )
-    if config.backend == "redis":
-        from tlspolicy.cache.redis_backend import RedisBackend  # noqa: PLC0415 - lazy by design
-
-        return RedisBackend(_required_url(config), clock=clock)
-    if config.backend == "postgres":
-        from tlspolicy.cache.postgres_backend import PostgresBackend  # noqa: PLC0415 - lazy by design
-
-        return PostgresBackend(_required_url(config), clock=clock)
-    raise CacheError(f"unknown cache backend {config.backend!r} (one of {BACKEND_NAMES})")
-
-
-def _required_url(config: CacheConfig) -> str:
-    if not config.url:
-        raise CacheError(f"cache.url is required for the {config.backend} backend")
-    return config.url

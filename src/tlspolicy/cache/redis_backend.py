@@ -1,6 +1,7 @@
 """A shared cache backend on Redis or Valkey (redis-py asyncio), for several servers at once.
 
-Layout (Redis Cluster is not supported: scripts touch several keys in one call):
+Layout (Redis Cluster is not supported: scripts, in ``cache.redis_scripts``, touch several
+keys in one call):
 
 * ``tlspolicy:e:<domain>``: a hash with ``data`` (entry JSON), ``used_at``, ``hits`` and
   ``keep_until``; ``PEXPIREAT`` = keep_until, so nothing grows without bound. Reads also
@@ -14,9 +15,8 @@ URLs (``cache.url``):
 * ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS; ``?ssl_ca_certs=``
   and the other redis-py query options apply), ``unix://[[user]:password@]/path?db=N``.
 * ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]
-  [?sentinel_password=PW]``: the sentinels (port 26379 unless given; IPv6 in brackets) are
-  asked for the master of ``service``; ``user``/``password`` authenticate to that master,
-  ``sentinel_password`` to the sentinels. Plain TCP only. Failover is followed on reconnect.
+  [?sentinel_password=PW]`` (grammar in ``cache.redis_url``): the sentinels are asked for
+  the master of ``service``. Plain TCP only. Failover is followed on reconnect.
 
 Every call has ``REDIS_SOCKET_TIMEOUT_S`` and one immediate retry (a pooled connection to a
 restarted server fails once), so an outage costs at most about two seconds to notice. Every
@@ -29,9 +29,8 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -42,6 +41,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from tlspolicy.cache.backend import decode_entry, encode_entry
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
+from tlspolicy.cache.redis_scripts import (
+    DELETE_LUA,
+    DROP_GARBAGE_LUA,
+    EXTEND_LEASE_LUA,
+    PUT_LUA,
+    RELEASE_LEASE_LUA,
+    TOUCH_LUA,
+)
+from tlspolicy.cache.redis_url import parse_sentinel_url, redact_url
 from tlspolicy.errors import CacheError
 
 ENTRY_PREFIX = b"tlspolicy:e:"
@@ -49,146 +57,8 @@ LEASE_PREFIX = b"tlspolicy:l:"
 # Read/connect timeout per command, in seconds: the brief's outage-detection budget.
 REDIS_SOCKET_TIMEOUT_S = 1.0
 REDIS_RETRIES = 1  # immediate retries of a failed command (stale pooled connection)
-SENTINEL_DEFAULT_PORT = 26379  # redis.io/docs/management/sentinel
 SCAN_COUNT = 1000  # keys per SCAN round trip
 BATCH = 500  # keys per pipeline or script call
-
-# KEYS[1] entry; ARGV data, used_at, hits, keep_until, retain_s, now. Merge counters (max),
-# extend keep_until by the merged use, drop the key if already expired.
-_PUT_LUA = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then redis.call('DEL', KEYS[1]) end
-local used, hits = tonumber(ARGV[2]), tonumber(ARGV[3])
-local old = redis.call('HMGET', KEYS[1], 'used_at', 'hits')
-local old_used, old_hits = tonumber(old[1]), tonumber(old[2])
-if old_used and old_used > used then used = old_used end
-if old_hits and old_hits > hits then hits = old_hits end
-local keep = tonumber(ARGV[4])
-if used + tonumber(ARGV[5]) > keep then keep = used + tonumber(ARGV[5]) end
-if keep < tonumber(ARGV[6]) then redis.call('DEL', KEYS[1]) return 0 end
-redis.call('HSET', KEYS[1], 'data', ARGV[1], 'used_at', string.format('%.17g', used),
-  'hits', string.format('%d', hits), 'keep_until', string.format('%.17g', keep))
-redis.call('PEXPIREAT', KEYS[1], math.ceil(keep * 1000))
-return 1
-"""
-
-# KEYS entries; ARGV retain_s, now, then (used_at, hits) per key. Live hashes only.
-_TOUCH_LUA = """
-local retain, now = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  if redis.call('TYPE', key).ok == 'hash' then
-    local f = redis.call('HMGET', key, 'used_at', 'hits', 'keep_until')
-    local old_used, old_hits, keep = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-    if old_used and old_hits and keep and keep >= now then
-      local used, add = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
-      if old_used > used then used = old_used end
-      if used + retain > keep then keep = used + retain end
-      redis.call('HSET', key, 'used_at', string.format('%.17g', used),
-        'hits', string.format('%d', old_hits + add), 'keep_until', string.format('%.17g', keep))
-      redis.call('PEXPIREAT', key, math.ceil(keep * 1000))
-    end
-  end
-end
-return 0
-"""
-
-# KEYS[1] entry. Delete it; return its keep_until (false when absent or not ours).
-_DELETE_LUA = """
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'none' then return false end
-local keep = false
-if kind == 'hash' then keep = redis.call('HGET', KEYS[1], 'keep_until') end
-redis.call('DEL', KEYS[1])
-return keep
-"""
-
-# KEYS[1] entry; ARGV data as read, '1' if data was absent. Delete garbage unless rewritten.
-_DROP_GARBAGE_LUA = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return redis.call('DEL', KEYS[1]) end
-local data = redis.call('HGET', KEYS[1], 'data')
-if (data == false and ARGV[2] == '1') or data == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-# KEYS[1] lease; ARGV owner, ttl_ms. Extend only our own lease.
-_EXTEND_LEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# KEYS[1] lease; ARGV owner. Compare-and-delete.
-_RELEASE_LEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class SentinelUrl:
-    """A parsed ``redis+sentinel://`` URL (see the module docstring for the grammar)."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    service: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    sentinel_password: str | None = None
-
-
-def parse_sentinel_url(url: str) -> SentinelUrl:
-    """Parse ``redis+sentinel://[[user]:password@]h1[:p1][,h2[:p2]...]/service[/db][?...]``.
-
-    Raises:
-        CacheError: the URL does not follow that grammar.
-    """
-    scheme = "redis+sentinel://"
-    if not url.startswith(scheme):
-        raise CacheError(f"not a {scheme} URL")
-    rest, _, query = url[len(scheme) :].partition("?")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    if not at:
-        hostlist = netloc
-    username = password = None
-    if userinfo:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    sentinels = tuple(_parse_host_port(item) for item in hostlist.split(","))
-    parts = [unquote(p) for p in path.split("/")] if slash else []
-    if not parts or not parts[0] or len(parts) > 2:
-        raise CacheError("redis+sentinel URL needs /service_name[/db] after the hosts")
-    db = 0
-    if len(parts) == 2 and parts[1]:
-        if not parts[1].isdigit():
-            raise CacheError(f"redis+sentinel URL: database {parts[1]!r} is not a number")
-        db = int(parts[1])
-    options = parse_qs(query, keep_blank_values=True)
-    unknown = sorted(set(options) - {"sentinel_password"})
-    if unknown:
-        raise CacheError(f"redis+sentinel URL: unknown option {unknown[0]!r}")
-    sentinel_password = options["sentinel_password"][0] if "sentinel_password" in options else None
-    return SentinelUrl(sentinels, parts[0], db, username, password, sentinel_password)
-
-
-def _parse_host_port(item: str) -> tuple[str, int]:
-    if item.startswith("["):
-        host, bracket, tail = item[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise CacheError(f"redis+sentinel URL: bad host {item!r}")
-        port_text = tail[1:]
-    else:
-        host, _, port_text = item.partition(":")
-    if not host:
-        raise CacheError(f"redis+sentinel URL: empty host in {item!r}")
-    if not port_text:
-        return host, SENTINEL_DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise CacheError(f"redis+sentinel URL: bad port in {item!r}")
-    return host, int(port_text)
 
 
 def _entry_key(domain: str) -> bytes:
@@ -219,7 +89,7 @@ class RedisBackend:
         self._client: Redis | None = None
         self._sentinel: Sentinel | None = None
         self._scripts: dict[str, AsyncScript] = {}
-        self._where = _redact(url)
+        self._where = redact_url(url)
         if url.startswith("redis+sentinel://"):
             parse_sentinel_url(url)  # a malformed URL is a configuration error: fail now
 
@@ -259,7 +129,7 @@ class RedisBackend:
             repr(self._clock()),
         )
         with self._mapped_errors():
-            await self._script(_PUT_LUA, [_entry_key(entry.domain)], args)
+            await self._script(PUT_LUA, [_entry_key(entry.domain)], args)
 
     async def touch(self, usage: Mapping[str, tuple[float, int]]) -> None:
         items = list(usage.items())
@@ -270,11 +140,11 @@ class RedisBackend:
                 args: list[str] = [repr(RETAIN_AFTER_EXPIRY_S), repr(now)]
                 for _, (used_at, hits) in batch:
                     args += [repr(float(used_at)), str(int(hits))]
-                await self._script(_TOUCH_LUA, [_entry_key(d) for d, _ in batch], args)
+                await self._script(TOUCH_LUA, [_entry_key(d) for d, _ in batch], args)
 
     async def delete(self, domain: str) -> bool:
         with self._mapped_errors():
-            keep = await self._script(_DELETE_LUA, [_entry_key(domain)], ())
+            keep = await self._script(DELETE_LUA, [_entry_key(domain)], ())
         keep_until = _float(keep)
         return keep_until is not None and keep_until >= self._clock()
 
@@ -313,11 +183,11 @@ class RedisBackend:
         with self._mapped_errors():
             if await self._redis().set(name, owner, nx=True, px=ttl_ms):
                 return True
-            return bool(await self._script(_EXTEND_LEASE_LUA, [name], (owner, str(ttl_ms))))
+            return bool(await self._script(EXTEND_LEASE_LUA, [name], (owner, str(ttl_ms))))
 
     async def release_lease(self, key: str, owner: str) -> None:
         with self._mapped_errors():
-            await self._script(_RELEASE_LEASE_LUA, [LEASE_PREFIX + key.encode()], (owner,))
+            await self._script(RELEASE_LEASE_LUA, [LEASE_PREFIX + key.encode()], (owner,))
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -395,7 +265,7 @@ class RedisBackend:
     async def _decode(self, domain: str, reply: Any, now: float) -> CacheEntry | None:
         """One HMGET reply as an entry; garbage is deleted, expired is None."""
         if isinstance(reply, ResponseError):  # WRONGTYPE: someone else's key
-            await self._script(_DROP_GARBAGE_LUA, [_entry_key(domain)], ("", "1"))
+            await self._script(DROP_GARBAGE_LUA, [_entry_key(domain)], ("", "1"))
             return None
         if isinstance(reply, Exception):
             raise reply
@@ -406,18 +276,8 @@ class RedisBackend:
         used, count, keep = _float(used_at), _float(hits), _float(keep_until)
         if entry is None or used is None or count is None or keep is None:
             marker = ("", "1") if data is None else (data, "0")
-            await self._script(_DROP_GARBAGE_LUA, [_entry_key(domain)], marker)
+            await self._script(DROP_GARBAGE_LUA, [_entry_key(domain)], marker)
             return None
         if keep < now:
             return None
         return replace(entry, used_at=used, hits=int(count))
-
-
-def _redact(url: str) -> str:
-    """The URL without its password or query (which may hold one), for messages."""
-    scheme, sep, rest = url.partition("?")[0].partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at:
-        return f"{scheme}{sep}{rest}"
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user + ':***' if user else '***'}@{host}"

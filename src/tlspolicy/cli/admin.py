@@ -17,14 +17,15 @@ from typing import Any
 from tlspolicy.app import App, build_app
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.config import Config, MapProfile
-from tlspolicy.dane.result import DaneLevel, DaneResult
-from tlspolicy.decision import decide_dane_first
 from tlspolicy.errors import CacheError, ProtocolError
-from tlspolicy.mtasts.state import sts_view
-from tlspolicy.socketmap.answer import format_reply
+from tlspolicy.plan import PlanSettings, plan_answer
+from tlspolicy.socketmap.answer import Reply, render
 from tlspolicy.socketmap.keys import normalize_key
+from tlspolicy.verdict import Verdict
 
 WARM_CONCURRENCY = 16
+# Answers that ``cache export`` writes out (a static map holds only OK answers).
+ENFORCING_KINDS = frozenset({Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE})
 
 
 def add_parsers(sub: Any) -> None:
@@ -44,19 +45,14 @@ def add_parsers(sub: Any) -> None:
     warm.add_argument("--map", default=None)
 
 
-def cached_reply(entry: CacheEntry, profile: MapProfile, config: Config, now: float) -> str | None:
-    """The answer the server would give from this entry alone, or None if it would look up."""
-    dane = entry.dane.result if entry.dane is not None and entry.dane.fresh(now) else None
-    if not config.dane.enabled:
-        dane = DaneResult(DaneLevel.NONE, "DANE disabled", 0)
-    if dane is None:
-        return None
-    if dane.level is not DaneLevel.NONE:
-        return format_reply(decide_dane_first(entry.domain, dane, None, profile), profile)
-    if entry.sts is None:
-        return None
-    view = sts_view(entry.sts, now, recheck_interval=config.mta_sts.recheck_interval)
-    return format_reply(decide_dane_first(entry.domain, dane, view, profile), profile)
+def cached_answer(entry: CacheEntry, profile: MapProfile, config: Config, now: float) -> Reply:
+    """What the server answers from this entry: the cache plan's decision as a reply, or
+    (kind ``lookup``) what the next query looks up first. The server acts on the same plan,
+    so this is what it answers, by construction."""
+    plan = plan_answer(entry, now, profile, PlanSettings.from_config(config))
+    if plan.decision is None:
+        return Reply(plan.describe(), "lookup")
+    return render(plan.decision, profile)
 
 
 def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
@@ -97,9 +93,7 @@ async def _run(app: App, config: Config, args: argparse.Namespace) -> int:
             print(json.dumps([_describe(e, now) for e in entries], indent=2))
         else:
             for entry in entries:
-                reply = (
-                    cached_reply(entry, profile, config, now) or "(expired: next query looks up)"
-                )
+                reply = cached_answer(entry, profile, config, now).text
                 print(f"{entry.domain:<40} hits={entry.hits:<6} {reply}")
         return 0
     if args.action == "show":
@@ -120,9 +114,9 @@ async def _run(app: App, config: Config, args: argparse.Namespace) -> int:
     if args.action == "export":
         profile = _profile(config, args.map)
         for entry in sorted(await cache.entries(), key=lambda e: e.domain):
-            answer = cached_reply(entry, profile, config, now)
-            if answer is not None and answer.startswith("OK "):
-                print(f"{entry.domain} {answer[3:]}")
+            answer = cached_answer(entry, profile, config, now)
+            if answer.kind in ENFORCING_KINDS:
+                print(f"{entry.domain} {answer.text.removeprefix('OK ')}")
         return 0
     if args.action == "warm":
         return await _warm(app.service, config, args)
@@ -163,10 +157,9 @@ async def _warm(service: Any, config: Config, args: argparse.Namespace) -> int:
                 print(f"{name}: skipped ({parsed.why})")
                 return
             resolution = await service.resolve(parsed.domain, profile)
-            reply = format_reply(resolution.decision, profile)
-            if reply.startswith("TEMP"):
+            if resolution.decision.verdict is Verdict.TEMP:
                 failures += 1
-            print(f"{parsed.domain}: {reply}")
+            print(f"{parsed.domain}: {render(resolution.decision, profile).text}")
 
     await asyncio.gather(*(one(n) for n in names if n))
     return 75 if failures else 0

@@ -7,15 +7,15 @@ import time
 from typing import Any
 
 from tlspolicy.app import App
-from tlspolicy.cache.backend import open_backend
+from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
-from tlspolicy.cli.admin import cached_reply
+from tlspolicy.cli.admin import cached_answer
 from tlspolicy.config import Config
 from tlspolicy.errors import CacheError, ProtocolError
 from tlspolicy.mtasts.state import StsState
-from tlspolicy.socketmap.answer import NOTFOUND, format_reply, perm
+from tlspolicy.socketmap.answer import NOTFOUND, perm, render
 from tlspolicy.socketmap.keys import normalize_key
-from tlspolicy.trace import Trace
+from tlspolicy.trace import Trace, recording
 
 
 async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
@@ -41,20 +41,19 @@ async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
     out["domain"] = domain
     trace = Trace()
     started = time.monotonic()
-    resolution = await app.service.resolve(domain, profile, trace=trace)
+    with recording(trace):
+        resolution = await app.service.resolve(domain, profile)
     out["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
     decision = resolution.decision
-    out.update(
-        reply=format_reply(decision, profile),
-        verdict=decision.verdict.value,
-        reason=decision.reason,
-    )
+    reply = render(decision, profile)
+    out.update(reply=reply.text, verdict=reply.kind, reason=decision.reason)
     if resolution.dane is not None:
         out["dane"] = resolution.dane.to_json()
     sts_state = resolution.sts_state
     if sts_state is None:
         # DANE decided, so the server did not need MTA-STS; look anyway, to show it.
-        sts_state = await app.service.sts_for_display(domain, trace)
+        with recording(trace):
+            sts_state = await app.service.sts_for_display(domain)
         out["mta_sts_note"] = "not used: DANE takes precedence (RFC 8461 §2)"
     out["mta_sts"] = _sts_summary(sts_state)
     out["lookups"] = [event.as_dict() for event in trace.events]
@@ -83,10 +82,11 @@ async def cached_view(config: Config, map_name: str, domain: str) -> dict[str, A
             await cache.aclose()
     if entry is None:
         return {"backend": config.cache.backend, "entry": None}
-    now = time.time()
+    answer = cached_answer(entry, profile, config, time.time())
     return {
         "backend": config.cache.backend,
-        "reply": cached_reply(entry, profile, config, now),
+        "reply": answer.text,
+        "looks_up": answer.kind == "lookup",
         "entry": entry.to_json(),
     }
 
@@ -158,7 +158,7 @@ def print_explanation(out: dict[str, Any]) -> None:
     if cache and cache.get("error"):
         lines.append(f"cache:    {cache['backend']}: unavailable ({cache['error']})")
     elif cache and cache.get("entry"):
-        reply = cache.get("reply") or "(expired: the next query looks up)"
+        reply = cache["reply"]
         lines.append(f"cache:    {cache['backend']} holds an entry; the server answers: {reply}")
     elif cache:
         lines.append(f"cache:    {cache['backend']}: no entry")

@@ -17,11 +17,13 @@ from typing import Any
 from tlspolicy import __version__
 from tlspolicy.app import build_app, memory_cache
 from tlspolicy.cli import admin
+from tlspolicy.cli import tlsrpt as tlsrpt_cli
 from tlspolicy.cli.explain import cached_view, explain_domain, print_explanation
 from tlspolicy.cli.serve import serve
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError, TlsPolicyError
 from tlspolicy.logsetup import setup_logging
+from tlspolicy.verdict import Verdict
 
 EXIT_FOUND = 0
 EXIT_NOTFOUND = 1
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
 
     admin.add_parsers(sub)
+    tlsrpt_cli.add_parsers(sub)
     return parser
 
 
@@ -78,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "query":
             setup_logging("warning", "text")
             return _run(query(config, args.domain, args.map, as_json=args.json))
+        if args.command == "tlsrpt":
+            if args.action != "collect":
+                setup_logging("warning", "text")
+            return _run(tlsrpt_cli.run(config, args))
         setup_logging("warning", "text")
         return _run(admin.run(config, args))
     except ConfigError as exc:
@@ -111,11 +118,11 @@ async def query(config: Config, key: str, map_name: str | None, *, as_json: bool
         print(json.dumps(explanation, indent=2, ensure_ascii=False))
     else:
         print_explanation(explanation)
-    reply = str(explanation["reply"])
-    if reply.startswith("OK "):
+    verdict = explanation["verdict"]
+    if verdict in (Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE):
         return EXIT_FOUND
-    if reply.startswith("NOTFOUND"):
+    if verdict == Verdict.NONE:
         return EXIT_NOTFOUND
-    if reply.startswith("PERM"):
+    if verdict == Verdict.PERM:
         return EXIT_CONFIG
     return EXIT_TEMPFAIL

@@ -26,8 +26,11 @@ from tlspolicy.logsetup import setup_logging
 from tlspolicy.metrics import Metrics
 from tlspolicy.privileges import chown_path, drop_privileges
 from tlspolicy.selfcheck import ResolverMonitor
+from tlspolicy.server.binding import Handoff, worker_handoff
 from tlspolicy.server.http import HttpEndpoint
-from tlspolicy.server.socketmap import SocketmapServer
+from tlspolicy.server.listeners import SocketmapServer
+from tlspolicy.server.validation import ValidationGuard
+from tlspolicy.tlsrpt.runtime import TlsrptRuntime
 from tlspolicy.warmup import preload, verify_after_drop
 
 log = logging.getLogger("tlspolicy")
@@ -37,45 +40,68 @@ CACHE_GAUGE_INTERVAL_S = 30.0
 
 
 class Runner:
-    def __init__(self, config: Config, config_path: str | None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None, handoff: Handoff | None = None
+    ) -> None:
         self.config = config
         self.config_path = config_path
+        self.handoff = handoff  # set in a worker started by server/supervisor.py
+        # Worker 0 (or the only process) runs what cannot be shared: metrics, TLSRPT.
+        self.primary = handoff is None or handoff.slot == 0
         self.metrics = Metrics(map_names=config.maps)
         self.server = SocketmapServer(
             self._answer,
             config.server,
             answer_now=self._answer_now,
             on_connections=self.metrics.set_connections,
+            metrics=self.metrics,
+        )
+        # dns.on_validation_failure: checked before the service (server/validation.py).
+        self.guard = ValidationGuard(
+            mode=lambda: self.config.dns.on_validation_failure,
+            not_validating=lambda: self.monitor is not None and self.monitor.not_validating(),
+            has_profile=lambda name: self.config.profile(name) is not None,
+            metrics=self.metrics,
         )
         self.app: App | None = None
         self.http: HttpEndpoint | None = None
         self.monitor: ResolverMonitor | None = None
+        self.tlsrpt: TlsrptRuntime | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.cache_entries = 0.0
         self.stop_event = asyncio.Event()
 
     def _answer_now(self, name: str, key: str) -> str | None:
-        return None if self.app is None else self.app.service.answer_now(name, key)
+        if self.app is None:
+            return None
+        return self.guard.check(name, key) or self.app.answers.answer_now(name, key)
 
     async def _answer(self, name: str, key: str) -> str:
         assert self.app is not None  # connections are accepted only once the app is built
-        return await self.app.service.answer(name, key)
+        return self.guard.check(name, key) or await self.app.answers.answer(name, key)
 
     async def run(self) -> int:
         started = time.monotonic()
         config = self.config
-        activated = systemd.listen_fds()
+        activated = self.handoff.sockets if self.handoff else systemd.listen_fds()
         names = await self.server.start(
             [] if activated else None, sockets=activated, start_serving=False
         )
         self.app = await build_app(config, metrics=self.metrics, open_cache=False)
+        tlsrpt = TlsrptRuntime(config, dns=self.app.dns, metrics=self.metrics)
+        if tlsrpt.enabled and self.primary:
+            tlsrpt.bind()  # the collector socket, before privileges are dropped
+            self.tlsrpt = tlsrpt
         self._drop_privileges()
         await self.app.cache.open()
+        if self.tlsrpt is not None:
+            await self.tlsrpt.start()
         self.metrics.set_cache_entries_source(lambda: self.cache_entries)
         await self.app.service.start()
         await self._start_http()
         self._start_monitor()
         await self.server.begin()
+        self._worker_ready()
         self.tasks.append(asyncio.create_task(self._cache_gauges(), name="cache-gauges"))
         interval = systemd.watchdog_interval()
         if interval is not None:
@@ -84,7 +110,11 @@ class Runner:
             "tlspolicy %s listening on %s%s (cache %s, maps %s) in %.0f ms",
             __version__,
             ", ".join(names),
-            " (socket activation)" if activated else "",
+            f" (worker {self.handoff.slot}, pid {os.getpid()})"
+            if self.handoff
+            else " (socket activation)"
+            if activated
+            else "",
             config.cache.backend,
             ", ".join(config.maps),
             (time.monotonic() - started) * 1000,
@@ -97,6 +127,21 @@ class Runner:
         await self.stop_event.wait()
         await self.shutdown()
         return 0
+
+    def _worker_ready(self) -> None:
+        """Report "accepting" to the supervisor; stop when it goes away (lifeline EOF)."""
+        if self.handoff is None:
+            return
+        self.handoff.ready()
+        fd = self.handoff.life_fd
+        loop = asyncio.get_running_loop()
+
+        def lifeline() -> None:
+            loop.remove_reader(fd)
+            log.warning("supervisor gone: stopping")
+            self.stop_event.set()
+
+        loop.add_reader(fd, lifeline)
 
     def _drop_privileges(self) -> None:
         cfg = self.config
@@ -118,17 +163,21 @@ class Runner:
 
     async def _start_http(self) -> None:
         listen = self.config.server.metrics_listen
-        if listen is None:
+        if listen is None or not self.primary:
             return
         self.http = HttpEndpoint(self.metrics, self.health)
         host, _, port = listen.rpartition(":")
         where = await self.http.start(host.strip("[]"), int(port))
         log.info("metrics and health on http://%s/metrics and /healthz", where)
 
+    def _dns_trusted(self) -> bool:
+        return self.monitor is None or not self.monitor.not_validating()
+
     def _start_monitor(self) -> None:
         dns = self.config.dns
         if not dns.selfcheck or self.app is None:
             return
+        self.app.service.lookups.dns_trusted = self._dns_trusted
         self.monitor = ResolverMonitor(
             self.app.dns,
             secure_name=dns.selfcheck_secure_name,
@@ -181,6 +230,8 @@ class Runner:
         systemd.notify_stopping()
         log.info("stopping: finishing in-flight answers")
         await self.server.stop()
+        if self.tlsrpt is not None:
+            await self.tlsrpt.aclose()  # flushes the TLSRPT batch in flight
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -195,4 +246,9 @@ class Runner:
 
 async def serve(config: Config, config_path: str | None) -> int:
     setup_logging(config.server.log_level, config.server.log_format)
-    return await Runner(config, config_path).run()
+    handoff = worker_handoff()
+    if handoff is None and config.server.workers > 1:
+        from tlspolicy.server.supervisor import Supervisor  # noqa: PLC0415 - workers only
+
+        return await Supervisor(config, config_path).run()
+    return await Runner(config, config_path, handoff).run()

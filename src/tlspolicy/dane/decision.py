@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
 from tlspolicy.dane.tlsa import tlsa_usable
+from tlspolicy.defaults import DANE_MAX_TTL_S, DANE_MIN_TTL_S, DANE_NEGATIVE_TTL_S
 from tlspolicy.dnsdata import DnsAnswer, MxRecord, TlsaRecord
 from tlspolicy.errors import DnsError
 
@@ -41,11 +42,11 @@ _EDE_TEXT_RE = re.compile(r"(EDE \d+[^:;]*): [^;]*")
 
 @dataclass(frozen=True, slots=True)
 class TtlLimits:
-    """Cache lifetimes in seconds (defaults as in postfix-tlspol, peers.md Appendix A §1.5)."""
+    """Cache lifetimes in seconds (defaults: ``tlspolicy.defaults``)."""
 
-    min_ttl: int = 180
-    max_ttl: int = 86400
-    negative_ttl: int = 1800  # for "none" verdicts whose answers carried no TTL
+    min_ttl: int = DANE_MIN_TTL_S
+    max_ttl: int = DANE_MAX_TTL_S
+    negative_ttl: int = DANE_NEGATIVE_TTL_S  # for "none" verdicts whose answers had no TTL
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,26 +32,31 @@ from tlspolicy.dane.decision import (
     temp_result,
 )
 from tlspolicy.dane.result import DaneResult, HostResult
-from tlspolicy.dnsdata import DnsAnswer, DnsClient, TlsaRecord
+from tlspolicy.defaults import (
+    DANE_MAX_TTL_S,
+    DANE_MIN_TTL_S,
+    DANE_NEGATIVE_TTL_S,
+    DNS_CONCURRENCY,
+)
+from tlspolicy.dnsclient import DnsClient
+from tlspolicy.dnsdata import DnsAnswer, TlsaRecord
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import Trace
+from tlspolicy.trace import note
 
 # SMTP port for the TLSA owner name (RFC 7672 §2.2.3: _25._tcp.<base>).
 SMTP_PORT = 25
 
 # Hosts examined at once; postfix-tlspol's DANE_MX_LOOKUP_CONCURRENCY (peers.md App. A §1.2).
-DEFAULT_CONCURRENCY = 4
 
 
 async def lookup_dane(
     domain: str,
     dns: DnsClient,
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    min_ttl: int = 180,
-    max_ttl: int = 86400,
-    negative_ttl: int = 1800,
-    trace: Trace | None = None,
+    concurrency: int = DNS_CONCURRENCY,
+    min_ttl: int = DANE_MIN_TTL_S,
+    max_ttl: int = DANE_MAX_TTL_S,
+    negative_ttl: int = DANE_NEGATIVE_TTL_S,
 ) -> DaneResult:
     """Decide ``dane-only``, ``dane``, ``none`` or ``temp`` for ``domain``.
 
@@ -61,35 +66,29 @@ async def lookup_dane(
         concurrency: MX hosts examined at once (at least 1).
         min_ttl, max_ttl: clamps for the verdict's cache lifetime, in seconds.
         negative_ttl: lifetime of a ``none`` verdict whose answers carried no TTL.
-        trace: when given, receives every DNS query and a closing note.
 
     Returns:
         A ``DaneResult``; ``level`` is ``TEMP`` (ttl 0) when a lookup failed.
     """
     limits = TtlLimits(min_ttl=min_ttl, max_ttl=max_ttl, negative_ttl=negative_ttl)
     try:
-        mx_answer = await dns.query(domain, "MX", trace=trace)
+        mx_answer = await dns.query(domain, "MX")
     except DnsError as err:
         result = temp_result(f"MX lookup failed: {describe_error(err)}")
     else:
         plan = plan_mx(domain, mx_answer)
         gate = asyncio.Semaphore(max(1, concurrency))
-        outcomes = await asyncio.gather(
-            *(_examine_host(host, dns, gate, trace) for host in plan.hosts)
-        )
+        outcomes = await asyncio.gather(*(_examine_host(host, dns, gate) for host in plan.hosts))
         result = decide(plan, outcomes, limits)
-    if trace is not None:
-        trace.note(f"DANE {domain}: {result.level.value}: {result.reason}")
+    note(f"DANE {domain}: {result.level.value}: {result.reason}")
     return result
 
 
-async def _examine_host(
-    host: str, dns: DnsClient, gate: asyncio.Semaphore, trace: Trace | None
-) -> HostOutcome:
+async def _examine_host(host: str, dns: DnsClient, gate: asyncio.Semaphore) -> HostOutcome:
     async with gate:
         ttls: list[int] = []
         try:
-            address = await _lookup_address(host, dns, ttls, trace)
+            address = await _lookup_address(host, dns, ttls)
         except DnsError as err:
             return HostOutcome(
                 HostResult(host=host, address_status="error", detail=_explain(err)),
@@ -106,16 +105,16 @@ async def _examine_host(
                 bases.insert(0, address.canonical_name)  # §2.2.2: expanded name first
                 via = f"via CNAME {address.canonical_name}; "
             return await _lookup_tlsa(
-                host, dns, ttls, trace, address_status="secure", bases=bases, via=via
+                host, dns, ttls, address_status="secure", bases=bases, via=via
             )
         if not address.cnames:
             detail = "address not DNSSEC-validated: no TLSA lookup"
             return HostOutcome(HostResult(host, "insecure", detail=detail), tuple(ttls))
-        return await _insecure_alias(host, address, dns, ttls, trace)
+        return await _insecure_alias(host, address, dns, ttls)
 
 
 async def _insecure_alias(
-    host: str, address: DnsAnswer, dns: DnsClient, ttls: list[int], trace: Trace | None
+    host: str, address: DnsAnswer, dns: DnsClient, ttls: list[int]
 ) -> HostOutcome:
     """An insecure address answer that came through a CNAME chain (RFC 7672 §2.2.2).
 
@@ -125,7 +124,7 @@ async def _insecure_alias(
     """
     target = address.canonical_name
     try:
-        alias = await dns.query(host, "CNAME", trace=trace)
+        alias = await dns.query(host, "CNAME")
     except DnsError as err:
         return HostOutcome(
             HostResult(host, "insecure", detail=f"CNAME status lookup: {_explain(err)}"),
@@ -143,18 +142,14 @@ async def _insecure_alias(
         detail = f"insecure CNAME to {target}: no TLSA lookup"
         return HostOutcome(HostResult(host, "insecure", detail=detail), tuple(ttls))
     via = f"secure CNAME to insecure {target}: TLSA at the initial name; "
-    return await _lookup_tlsa(
-        host, dns, ttls, trace, address_status="insecure", bases=[host], via=via
-    )
+    return await _lookup_tlsa(host, dns, ttls, address_status="insecure", bases=[host], via=via)
 
 
-async def _lookup_address(
-    host: str, dns: DnsClient, ttls: list[int], trace: Trace | None
-) -> DnsAnswer:
-    answer = await dns.query(host, "A", trace=trace)
+async def _lookup_address(host: str, dns: DnsClient, ttls: list[int]) -> DnsAnswer:
+    answer = await dns.query(host, "A")
     ttls.append(answer.ttl)
     if answer.rcode == "NOERROR" and not answer.records:
-        answer = await dns.query(host, "AAAA", trace=trace)
+        answer = await dns.query(host, "AAAA")
         ttls.append(answer.ttl)
     return answer
 
@@ -163,7 +158,6 @@ async def _lookup_tlsa(
     host: str,
     dns: DnsClient,
     ttls: list[int],
-    trace: Trace | None,
     *,
     address_status: str,
     bases: list[str],
@@ -179,7 +173,7 @@ async def _lookup_tlsa(
     for base in bases:
         tlsa_name = f"_{SMTP_PORT}._tcp.{base}"
         try:
-            answer = await dns.query(tlsa_name, "TLSA", trace=trace)
+            answer = await dns.query(tlsa_name, "TLSA")
         except DnsError as err:
             return HostOutcome(
                 HostResult(host, address_status, tlsa_name, "error", detail=via + _explain(err)),

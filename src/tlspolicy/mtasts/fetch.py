@@ -15,7 +15,7 @@ OSError exceptions are translated in ``_translate`` and nowhere else. Rules kept
 * The host name is resolved through our ``DnsClient`` (the validating resolver), never the
   system resolver; addresses that are not globally routable are refused unless
   ``allow_private_addresses`` (an SSRF guard: a hostile domain must not make us GET from our
-  own network).
+  own network). Both live in ``mtasts.resolver``.
 * Proxies: ``HTTPS_PROXY``/``https_proxy`` and ``NO_PROXY``/``no_proxy`` are honoured the
   way curl and urllib read them. aiohttp's ``trust_env`` is not used because it also sends
   ``~/.netrc`` credentials to the policy hosts. Through a proxy the policy host is resolved
@@ -27,93 +27,25 @@ OSError exceptions are translated in ``_translate`` and nowhere else. Rules kept
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import ipaddress
-import socket
 import ssl
 import time
 import urllib.request
-from dataclasses import dataclass
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
-from tlspolicy.dnsdata import AddressRecord, DnsClient
-from tlspolicy.errors import ConfigError, DnsError, FetchError
+from tlspolicy.defaults import MAX_FETCH_TIMEOUT_S
+from tlspolicy.dnsclient import DnsClient
+from tlspolicy.errors import ConfigError, FetchError
 from tlspolicy.mtasts.policy import domain_problem
-from tlspolicy.trace import Trace, TraceEvent
+from tlspolicy.mtasts.resolver import GuardedResolver, resolving_for
+from tlspolicy.trace import TraceEvent, record
 
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: suggested maximum policy size 64 kilobytes
-MAX_FETCH_TIMEOUT_S = 60.0  # RFC 8461 §3.3: suggested timeout one minute
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
 HTTPS_PORT = 443  # RFC 8461 §3.3: plain https:// URL, default port
 READ_CHUNK_BYTES = 8192  # read granularity; the cap is checked after every chunk
 FETCH_CONNECTIONS = 16  # our choice: concurrent fetches across all domains
 CHARSETS = frozenset({"utf-8", "us-ascii"})  # RFC 8461 §3.2: charset=utf-8 or us-ascii
-
-# RFC 6052 §2.1 well-known NAT64 prefix: the low 32 bits are an IPv4 address.
-NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
-# IANA IPv4/IPv6 Special-Purpose Address Registries (RFC 6890 and updates) that are not
-# globally reachable. Listed explicitly because ``ip.is_global`` differs between Python
-# patch releases (3.11.10 and 3.12.4 changed it).
-NON_PUBLIC_NETWORKS = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",  # RFC 6598 shared address space (CGNAT)
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",  # multicast
-        "240.0.0.0/4",  # reserved, includes 255.255.255.255
-        "::/127",  # unspecified and loopback
-        "::/96",  # deprecated IPv4-compatible addresses
-        "64:ff9b:1::/48",  # RFC 8215 local-use NAT64
-        "100::/64",  # discard-only
-        "2001::/23",  # IETF protocol assignments (Teredo, ORCHID, ...)
-        "2001:db8::/32",  # documentation
-        "fc00::/7",  # unique-local
-        "fe80::/10",  # link-local
-        "fec0::/10",  # site-local (deprecated)
-        "ff00::/8",  # multicast
-    )
-)
-
-
-def is_public_address(address: str) -> bool:
-    """True when ``address`` is a globally routable unicast IP address.
-
-    IPv4-mapped, NAT64 (64:ff9b::/96) and 6to4 addresses are judged by the IPv4 address
-    they carry. Anything that is not an IP address is not public.
-    """
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return is_public_address(str(ip.ipv4_mapped))
-        if ip in NAT64_PREFIX:
-            return is_public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
-        if ip.sixtofour is not None:
-            return is_public_address(str(ip.sixtofour))
-    if any(ip in net for net in NON_PUBLIC_NETWORKS):
-        return False
-    return ip.is_global and not (
-        ip.is_multicast
-        or ip.is_private
-        or ip.is_reserved
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_unspecified
-    )
 
 
 def proxy_for(host: str) -> str | None:
@@ -126,77 +58,6 @@ def proxy_for(host: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(host):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
-
-
-@dataclass(frozen=True, slots=True)
-class _FetchContext:
-    host: str  # the policy host this fetch resolves under the address guard
-    trace: Trace | None
-
-
-_CURRENT: contextvars.ContextVar[_FetchContext | None] = contextvars.ContextVar(
-    "tlspolicy_mtasts_fetch", default=None
-)
-
-
-class _GuardedResolver(AbstractResolver):
-    """aiohttp resolver that asks our ``DnsClient`` and applies the address guard."""
-
-    def __init__(self, dns: DnsClient, *, allow_private: bool, connect_port: int | None) -> None:
-        self._dns = dns
-        self._allow_private = allow_private
-        self._connect_port = connect_port
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        context = _CURRENT.get()
-        trace = context.trace if context is not None else None
-        # Anything but a proxy named by the operator is treated as the policy host.
-        guarded = context is None or context.host == host.rstrip(".")
-        rdtypes = {socket.AF_INET: ("A",), socket.AF_INET6: ("AAAA",)}.get(family, ("A", "AAAA"))
-        answers = await asyncio.gather(
-            *(self._dns.query(host.rstrip("."), t, trace=trace) for t in rdtypes),
-            return_exceptions=True,
-        )
-        addresses: list[str] = []
-        failures: list[str] = []
-        for answer in answers:
-            if isinstance(answer, DnsError):
-                failures.append(str(answer))
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                addresses += [r.address for r in answer.records if isinstance(r, AddressRecord)]
-        if not addresses:
-            detail = "; ".join(failures) if failures else "no A/AAAA records"
-            raise FetchError("dns", f"cannot resolve {host}: {detail}")
-        if guarded and not self._allow_private:
-            public = [a for a in addresses if is_public_address(a)]
-            if not public:
-                shown = ", ".join(addresses[:4])
-                raise FetchError(
-                    "private-address",
-                    f"refused to connect to a private address: {host} has no public address "
-                    f"({shown}; mta_sts.allow_private_addresses is off)",
-                )
-            addresses = public
-        if guarded and self._connect_port is not None:
-            port = self._connect_port
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        return None  # the DnsClient belongs to the caller
 
 
 class PolicyFetcher:
@@ -237,12 +98,12 @@ class PolicyFetcher:
         self._ssl = context
         self._timeout = timeout
         self._user_agent = user_agent
-        self._resolver = _GuardedResolver(
+        self._resolver = GuardedResolver(
             dns, allow_private=allow_private_addresses, connect_port=connect_port
         )
         self._session: aiohttp.ClientSession | None = None
 
-    async def fetch(self, domain: str, *, trace: Trace | None = None) -> str:
+    async def fetch(self, domain: str) -> str:
         """Fetch the policy of ``domain`` (a lowercase A-label name).
 
         Returns:
@@ -256,33 +117,31 @@ class PolicyFetcher:
         host = f"mta-sts.{domain}"
         url = f"https://{host}{POLICY_PATH}"
         started = time.monotonic()
-        token = _CURRENT.set(_FetchContext(host, trace))
-        try:
-            why = domain_problem(domain)
-            if why is not None:
-                raise FetchError("other", f"invalid policy domain {domain!r}: {why}")
-            async with asyncio.timeout(self._timeout):
-                status, body = await self._get(host, url)
-        except FetchError as exc:
-            _record(trace, url, started, "error", f"{exc.kind}: {exc.detail}")
-            raise
-        except TimeoutError:
-            error = FetchError("timeout", f"no complete answer within {self._timeout:g}s")
-            _record(trace, url, started, "error", str(error))
-            raise error from None
-        except (aiohttp.ClientError, ssl.SSLError, OSError, ValueError) as exc:
-            error = _translate(exc)
-            _record(trace, url, started, "error", str(error))
-            raise error from exc
-        finally:
-            _CURRENT.reset(token)
+        with resolving_for(host):
+            try:
+                why = domain_problem(domain)
+                if why is not None:
+                    raise FetchError("other", f"invalid policy domain {domain!r}: {why}")
+                async with asyncio.timeout(self._timeout):
+                    status, body = await self._get(host, url)
+            except FetchError as exc:
+                _record(url, started, "error", f"{exc.kind}: {exc.detail}")
+                raise
+            except TimeoutError:
+                error = FetchError("timeout", f"no complete answer within {self._timeout:g}s")
+                _record(url, started, "error", str(error))
+                raise error from None
+            except (aiohttp.ClientError, ssl.SSLError, OSError, ValueError) as exc:
+                error = _translate(exc)
+                _record(url, started, "error", str(error))
+                raise error from exc
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             error = FetchError("encoding", f"body is not UTF-8 (byte {exc.start})")
-            _record(trace, url, started, "error", str(error))
+            _record(url, started, "error", str(error))
             raise error from None
-        _record(trace, url, started, "ok", f"HTTP {status}, {len(body)} bytes")
+        _record(url, started, "ok", f"HTTP {status}, {len(body)} bytes")
         return text
 
     async def aclose(self) -> None:
@@ -372,7 +231,6 @@ def _translate(exc: BaseException) -> FetchError:
     return FetchError("other", f"{type(exc).__name__}: {detail}")
 
 
-def _record(trace: Trace | None, url: str, started: float, status: str, detail: str) -> None:
-    if trace is not None:
-        elapsed = (time.monotonic() - started) * 1000
-        trace.add(TraceEvent("https", url, detail, status, elapsed_ms=round(elapsed, 1)))
+def _record(url: str, started: float, status: str, detail: str) -> None:
+    elapsed = (time.monotonic() - started) * 1000
+    record(TraceEvent("https", url, detail, status, elapsed_ms=round(elapsed, 1)))

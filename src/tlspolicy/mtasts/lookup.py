@@ -26,16 +26,17 @@ import logging
 from dataclasses import replace
 from typing import Protocol
 
-from tlspolicy.dnsdata import DnsClient, TxtRecord
+from tlspolicy.defaults import FETCH_BACKOFF_S
+from tlspolicy.dnsclient import DnsClient
+from tlspolicy.dnsdata import TxtRecord
 from tlspolicy.errors import DnsError, FetchError, PolicySyntaxError, RecordSyntaxError
 from tlspolicy.mtasts.policy import parse_policy
 from tlspolicy.mtasts.record import NoRecordError, select_record
 from tlspolicy.mtasts.state import StsErrorKind, StsState
-from tlspolicy.trace import Trace
+from tlspolicy.trace import note
 
 log = logging.getLogger("tlspolicy.mtasts")
 
-FETCH_BACKOFF_S = 300.0  # RFC 8461 §3.3: wait five minutes or longer per id after a failure
 NEGATIVE_TTL_BOUNDS_S = (60, 3600)  # our choice: believe "no record" 1 min .. 1 h
 
 
@@ -46,7 +47,7 @@ class Fetcher(Protocol):
     failure (network, TLS, HTTP status, media type, size, encoding, deadline).
     """
 
-    async def fetch(self, domain: str, *, trace: Trace | None = None) -> str: ...
+    async def fetch(self, domain: str) -> str: ...
 
 
 async def refresh_sts(
@@ -58,7 +59,6 @@ async def refresh_sts(
     now: float,
     fetch_backoff: float = FETCH_BACKOFF_S,
     negative_ttl_bounds: tuple[int, int] = NEGATIVE_TTL_BOUNDS_S,
-    trace: Trace | None = None,
 ) -> StsState:
     """Look at the domain's MTA-STS record (and policy, if needed) and return the new state.
 
@@ -71,7 +71,6 @@ async def refresh_sts(
             successful fetch, ``fetched_at``.
         fetch_backoff: seconds before an id whose fetch failed is fetched again.
         negative_ttl_bounds: (min, max) seconds a "no policy" result is believed.
-        trace: collects the DNS and HTTPS events when given.
 
     Returns:
         the new state. Errors are recorded in ``error``/``error_kind``; a valid cached
@@ -81,9 +80,9 @@ async def refresh_sts(
     low, high = negative_ttl_bounds
     valid = old.policy_valid(now)
     try:
-        answer = await dns.query(f"_mta-sts.{domain}", "TXT", trace=trace)
+        answer = await dns.query(f"_mta-sts.{domain}", "TXT")
     except DnsError as exc:
-        _note(trace, f"MTA-STS TXT lookup for {domain} failed: {exc}")
+        note(f"MTA-STS TXT lookup for {domain} failed: {exc}")
         log.warning("%s: MTA-STS TXT lookup failed: %s; %s", domain, exc, _meanwhile(old, now))
         return replace(
             old,
@@ -97,7 +96,7 @@ async def refresh_sts(
         record = select_record([r for r in answer.records if isinstance(r, TxtRecord)])
     except RecordSyntaxError as exc:
         kind = StsErrorKind.NO_RECORD if isinstance(exc, NoRecordError) else StsErrorKind.RECORD
-        _note(trace, f"MTA-STS record for {domain}: {exc}")
+        note(f"MTA-STS record for {domain}: {exc}")
         return replace(
             old,
             record_id=None,
@@ -110,13 +109,13 @@ async def refresh_sts(
     record_id = record.id
     same_id = valid and old.policy_id == record_id
     if same_id and now < old.refresh_due_at():
-        _note(trace, f"MTA-STS id {record_id} unchanged; cached policy kept")
+        note(f"MTA-STS id {record_id} unchanged; cached policy kept")
         return replace(
             old, record_id=record_id, checked_at=now, error=None, error_kind=None, error_at=0.0
         )
     blocked_until = old.fetch_blocked_until(record_id, fetch_backoff)
     if now < blocked_until:
-        _note(trace, f"MTA-STS fetch for id {record_id} backs off until {blocked_until:.0f}")
+        note(f"MTA-STS fetch for id {record_id} backs off until {blocked_until:.0f}")
         fetch_kinds = (StsErrorKind.FETCH, StsErrorKind.POLICY)
         recorded = old.error_kind in fetch_kinds
         return replace(
@@ -129,13 +128,13 @@ async def refresh_sts(
             error_at=old.error_at if recorded else old.fetch_failed_at,
         )
     why = "proactive refresh" if same_id else f"id {record_id}"
-    _note(trace, f"MTA-STS fetch for {domain} ({why})")
+    note(f"MTA-STS fetch for {domain} ({why})")
     try:
-        policy = parse_policy(await fetcher.fetch(domain, trace=trace))
+        policy = parse_policy(await fetcher.fetch(domain))
     except (FetchError, PolicySyntaxError) as exc:
         kind = StsErrorKind.FETCH if isinstance(exc, FetchError) else StsErrorKind.POLICY
         label = "policy fetch failed" if kind is StsErrorKind.FETCH else "invalid policy"
-        _note(trace, f"MTA-STS {label} for {domain}: {exc}")
+        note(f"MTA-STS {label} for {domain}: {exc}")
         log.warning(
             "%s: MTA-STS %s for id %s: %s; %s; no new fetch for this id for %.0fs",
             domain,
@@ -156,9 +155,7 @@ async def refresh_sts(
             error_id=record_id,
             fetch_failed_at=now,
         )
-    _note(
-        trace, f"MTA-STS policy id {record_id}: mode {policy.mode.value}, max_age {policy.max_age}"
-    )
+    note(f"MTA-STS policy id {record_id}: mode {policy.mode.value}, max_age {policy.max_age}")
     # No negative window after a success: once max_age is over, the next use fetches again
     # (coalesced per domain) instead of answering "no policy" for a while, which would fail
     # open for policies with a very small max_age (RFC 8461 §3.3).
@@ -181,8 +178,3 @@ def _meanwhile(old: StsState, now: float) -> str:
             f"(expires in {left:.0f}s)"
         )
     return "no policy applied (RFC 8461 §5.1: deliver as if the domain had none)"
-
-
-def _note(trace: Trace | None, text: str) -> None:
-    if trace is not None:
-        trace.note(text)

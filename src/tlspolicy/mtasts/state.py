@@ -43,9 +43,6 @@ class StsErrorKind(StrEnum):
     POLICY = "policy"  # the fetched body is not a valid policy (TLSRPT sts-policy-invalid)
 
 
-_ERROR_KINDS = frozenset(kind.value for kind in StsErrorKind)
-
-
 class Freshness(StrEnum):
     """How the caller may use a view."""
 
@@ -80,7 +77,7 @@ class StsState:
     checked_at: float = 0.0
     negative_until: float = 0.0
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: StsErrorKind | None = None
     error_at: float = 0.0
     error_id: str | None = None
     fetch_failed_at: float = 0.0
@@ -152,15 +149,13 @@ class StsState:
             checked_at=_time(data, "checked_at"),
             negative_until=_time(data, "negative_until"),
             error=_opt_str(data, "error"),
-            error_kind=_opt_str(data, "error_kind"),
+            error_kind=_error_kind(data),
             error_at=_time(data, "error_at"),
             error_id=_opt_str(data, "error_id"),
             fetch_failed_at=_time(data, "fetch_failed_at"),
         )
         if (state.policy is None) != (state.policy_id is None):
             raise ValueError("policy and policy_id must both be set or both be null")
-        if state.error_kind is not None and state.error_kind not in _ERROR_KINDS:
-            raise ValueError(f"error_kind: unknown kind {state.error_kind!r}")
         return state
 
 
@@ -266,6 +261,16 @@ def _opt_str(data: dict[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{key}: must be a string or null")
     return value
+
+
+def _error_kind(data: dict[str, Any]) -> StsErrorKind | None:
+    value = _opt_str(data, "error_kind")
+    if value is None:
+        return None
+    try:
+        return StsErrorKind(value)
+    except ValueError:
+        raise ValueError(f"error_kind: unknown kind {value!r}") from None
 
 
 def _time(data: dict[str, Any], key: str) -> float:

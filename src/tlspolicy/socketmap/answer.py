@@ -21,13 +21,32 @@ Reply grammar: socketmap_table(5) (``OK <data>``, ``NOTFOUND ``, ``TEMP <reason>
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tlspolicy.config import MapProfile
-from tlspolicy.decision import Decision, Verdict
 from tlspolicy.mtasts.policy import Policy
 from tlspolicy.socketmap.connection import MAX_REPLY_BYTES
+from tlspolicy.verdict import Decision, Verdict
 
 NOTFOUND = "NOTFOUND "
 _MAX_REASON_CHARS = 200
+_TOO_LARGE = "MTA-STS policy too large for a socketmap reply"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply payload and its metric label (the level for OK, else the status word)."""
+
+    text: str
+    kind: str
+
+
+def render(decision: Decision, profile: MapProfile) -> Reply:
+    """The reply for a decision; a policy too large for any reply becomes TEMP."""
+    text = format_reply(decision, profile)
+    if decision.verdict is Verdict.SECURE and not text.startswith("OK "):
+        return Reply(text, Verdict.TEMP.value)
+    return Reply(text, decision.verdict.value)
 
 
 def format_reply(decision: Decision, profile: MapProfile) -> str:
@@ -69,7 +88,7 @@ def format_secure(domain: str, policy: Policy, profile: MapProfile) -> str:
         parts.append("servername=hostname")
     head = " ".join(parts)
     if not profile.tlsrpt:
-        return _fit(head, [], []) or temp("MTA-STS policy too large for a socketmap reply")
+        return _fit(head, [], []) or temp(_TOO_LARGE)
     tlsrpt = [f"policy_type=sts policy_domain={domain}"]
     tlsrpt += [f"mx_host_pattern={pattern}" for pattern in policy.mx]
     strings = [
@@ -77,11 +96,7 @@ def format_secure(domain: str, policy: Policy, profile: MapProfile) -> str:
         for key, value in policy.fields
         if not _has_brace(key) and not _has_brace(value)
     ]
-    return (
-        _fit(head, tlsrpt, strings)
-        or _fit(head, [], [])
-        or temp("MTA-STS policy too large for a socketmap reply")
-    )
+    return _fit(head, tlsrpt, strings) or _fit(head, [], []) or temp(_TOO_LARGE)
 
 
 def _fit(head: str, attributes: list[str], strings: list[str]) -> str | None:

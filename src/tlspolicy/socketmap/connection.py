@@ -8,7 +8,11 @@ order, and the server answers them in order.
 Rules kept here:
 - the length is ASCII digits only, no leading zeros (Postfix writes none), and at most
   ``MAX_QUERY_BYTES``; anything else is a ``ProtocolError`` and the connection must close;
-- the payload must be UTF-8 and must be followed by ``,``;
+- the payload must be followed by ``,``;
+- a payload that is not UTF-8 is well framed: it is decoded with U+FFFD for the bad bytes,
+  and such a key names no domain (``keys.normalize_key`` gives NOTFOUND). Postfix does the
+  same with a key it cannot look up (``dict_utf8_lookup``: "non-UTF-8 key", not found);
+  closing would turn one odd key into a lookup error and deferred mail;
 - a reply payload never exceeds ``MAX_REPLY_BYTES`` (``LocalProtocolError`` otherwise:
   that is our bug, not the peer's).
 """
@@ -94,10 +98,7 @@ class SocketmapConnection:
             raise ProtocolError("netstring not terminated by ','")
         payload = bytes(buf[colon + 1 : end])
         del buf[: end + 1]
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("request is not valid UTF-8") from None
+        text = payload.decode("utf-8", "replace")
         name, _, key = text.partition(" ")
         return Request(name=name, key=key)
 

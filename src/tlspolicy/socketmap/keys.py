@@ -6,6 +6,12 @@ relay's domain the policy domain for smart hosts, so brackets and ports are drop
 Keys that start with ``.`` are Postfix's parent-domain probes (``tls_policy_lookup``);
 RFC 8461 §3.4 forbids parent policies, so they get no policy. Address literals have no
 policy (RFC 8461 §3.4, RFC 7672 §2.2). Nothing here looks anything up.
+
+A key that cannot name any domain (a label over 63 octets, a name over 253, bytes that are
+not a host name) is a property of the key, not of the framing: it gets "no policy"
+(``NOTFOUND ``) and the connection stays open. Closing would make Postfix defer the message
+and retry for days; Postfix itself answers "not found" for keys it cannot look up
+(``dict_utf8_lookup`` for malformed UTF-8, ``dns_lookup_x`` for invalid host names).
 """
 
 from __future__ import annotations
@@ -14,8 +20,6 @@ import ipaddress
 from dataclasses import dataclass
 
 import idna
-
-from tlspolicy.errors import ProtocolError
 
 MAX_NAME_OCTETS = 253  # RFC 1035 §2.3.4 (presentation form, no trailing dot)
 MAX_LABEL_OCTETS = 63
@@ -38,13 +42,7 @@ def _is_ip(text: str) -> bool:
 
 
 def normalize_key(key: str) -> KeyResult:
-    """Map a next-hop key to a policy domain.
-
-    Raises:
-        ProtocolError: the key holds a label longer than 63 octets; such a request is
-            treated as malformed and the connection is closed (it cannot come from a
-            Postfix next-hop, which passes ``valid_hostname``).
-    """
+    """Map a next-hop key to a policy domain; never raises (see the module docstring)."""
     text = key.strip().lower()
     if not text:
         return KeyResult(None, "empty key")
@@ -85,9 +83,8 @@ def _is_port(text: str) -> bool:
 
 def _check_name(name: str) -> KeyResult:
     labels = name.split(".")
-    for label in labels:
-        if len(label.encode()) > MAX_LABEL_OCTETS:
-            raise ProtocolError(f"key has a label longer than {MAX_LABEL_OCTETS} octets")
+    if any(len(label.encode()) > MAX_LABEL_OCTETS for label in labels):
+        return KeyResult(None, f"label longer than {MAX_LABEL_OCTETS} octets")
     if len(name) > MAX_NAME_OCTETS:
         return KeyResult(None, "domain name too long")
     if len(labels) < 2:

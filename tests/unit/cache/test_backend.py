@@ -1,26 +1,14 @@
-"""The shared contract helpers: entry codec, expiry after use, and the backend factory."""
+"""The shared contract helpers: entry codec and expiry after use."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from tests.unit.cache.helpers import FakeClock, make_entry, make_sts_entry
-from tlspolicy.cache.backend import (
-    decode_entry,
-    encode_entry,
-    keep_until_after_use,
-    open_backend,
-)
+from tests.unit.cache.helpers import make_entry, make_sts_entry
+from tlspolicy.cache.backend import decode_entry, encode_entry, keep_until_after_use
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
-from tlspolicy.cache.memory_backend import MemoryBackend
-from tlspolicy.cache.postgres_backend import PostgresBackend
-from tlspolicy.cache.redis_backend import RedisBackend
-from tlspolicy.cache.sqlite_backend import SqliteBackend
-from tlspolicy.config import CacheConfig
-from tlspolicy.errors import CacheError
 
 NOW = 1_750_000_000.0
 
@@ -68,35 +56,3 @@ def test_keep_until_after_use_matches_cache_entry() -> None:
         expected = max(entry.keep_until(), later.keep_until())
         assert keep_until_after_use(entry.keep_until(), used_at) == expected
     assert keep_until_after_use(0.0, NOW) == NOW + RETAIN_AFTER_EXPIRY_S
-
-
-@pytest.mark.parametrize(
-    ("backend", "url", "kind"),
-    [
-        pytest.param("memory", None, MemoryBackend, id="memory"),
-        pytest.param("sqlite", None, SqliteBackend, id="sqlite"),
-        pytest.param("redis", "redis://127.0.0.1:6379/0", RedisBackend, id="redis"),
-        pytest.param("postgres", "postgresql://u@127.0.0.1/db", PostgresBackend, id="postgres"),
-    ],
-)
-def test_open_backend_builds_configured_backend(
-    tmp_path: Path, backend: str, url: str | None, kind: type
-) -> None:
-    config = CacheConfig(backend=backend, path=str(tmp_path / "c.sqlite3"), url=url)
-    built = open_backend(config, clock=FakeClock())
-    assert isinstance(built, kind)
-    assert built.name == backend
-    assert built.shared is (backend in ("redis", "postgres"))
-
-
-@pytest.mark.parametrize(
-    ("backend", "why"),
-    [
-        pytest.param("memcached", "unknown cache backend", id="unknown"),
-        pytest.param("redis", "cache.url is required", id="redis-without-url"),
-        pytest.param("postgres", "cache.url is required", id="postgres-without-url"),
-    ],
-)
-def test_open_backend_rejects_bad_config(backend: str, why: str) -> None:
-    with pytest.raises(CacheError, match=why):
-        open_backend(CacheConfig(backend=backend, url=None))

@@ -3,142 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.unit.cache.helpers import FakeClock, make_entry
-from tlspolicy.cache.sqlite_backend import SCHEMA_VERSION, SqliteBackend
+from tlspolicy.cache.sqlite_backend import SqliteBackend
 from tlspolicy.errors import CacheError
-
-
-def _not_a_database(path: Path) -> None:
-    path.write_bytes(b"this is not an SQLite file, just text\n" * 200)
-
-
-def _damaged_pages(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    conn.execute(
-        "CREATE TABLE entries (domain TEXT PRIMARY KEY, data TEXT NOT NULL, "
-        "keep_until REAL NOT NULL, used_at REAL NOT NULL, hits INTEGER NOT NULL)"
-    )
-    conn.executemany(
-        "INSERT INTO entries VALUES (?, ?, 9e9, 0, 0)",
-        [(f"d{i}.example", "x" * 300) for i in range(400)],
-    )
-    conn.commit()
-    conn.close()
-    with path.open("r+b") as handle:
-        handle.seek(4096 * 4)
-        handle.write(bytes(range(256)) * 48)  # three pages of nonsense in the b-tree
-
-
-def _future_schema(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE entries (domain TEXT PRIMARY KEY, blob BLOB)")
-    conn.execute("PRAGMA user_version = 99")
-    conn.commit()
-    conn.close()
-
-
-def _foreign_database(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
-    conn.commit()
-    conn.close()
-
-
-def _wrong_columns(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE entries (domain TEXT PRIMARY KEY, data TEXT)")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    conn.commit()
-    conn.close()
-
-
-def _names(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
-
-
-UNUSABLE = [
-    pytest.param(_not_a_database, "not a database", id="not-a-database"),
-    pytest.param(_damaged_pages, "malformed", id="damaged-pages"),
-    pytest.param(_future_schema, "schema version 99", id="future-schema"),
-    pytest.param(_foreign_database, "foreign database", id="foreign-tables"),
-    pytest.param(_wrong_columns, "unexpected entries columns", id="wrong-columns"),
-]
-
-
-@pytest.mark.parametrize(("damage", "why"), UNUSABLE)
-async def test_sqlite_backend_moves_unusable_file_aside(
-    tmp_path: Path,
-    damage: Callable[[Path], None],
-    why: str,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    path = tmp_path / "cache.sqlite3"
-    damage(path)
-    original = path.read_bytes()
-    clock = FakeClock(now=1_750_000_000.0)  # 2025-06-15T15:06:40Z
-    backend = SqliteBackend(path, max_entries=100, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="tlspolicy.cache"):
-        await backend.open()
-    aside = tmp_path / "cache.sqlite3.corrupt-20250615T150640Z"
-    assert aside.read_bytes() == original
-    [record] = caplog.records
-    assert record.levelno == logging.WARNING
-    assert why in record.getMessage() and str(aside) in record.getMessage()
-    assert await backend.count() == 0
-    await backend.put(make_entry("a.example", clock.now))
-    assert await backend.get("a.example") == make_entry("a.example", clock.now)
-    await backend.aclose()
-
-
-async def test_sqlite_backend_keeps_earlier_corrupt_copies(tmp_path: Path) -> None:
-    path = tmp_path / "cache.sqlite3"
-    clock = FakeClock()
-    for _ in range(2):
-        _not_a_database(path)
-        backend = SqliteBackend(path, max_entries=10, clock=clock)
-        await backend.open()
-        await backend.aclose()
-    names = [name for name in _names(tmp_path) if ".corrupt-" in name]
-    assert names == [
-        "cache.sqlite3.corrupt-20250615T150640Z",
-        "cache.sqlite3.corrupt-20250615T150640Z.1",
-    ]
-
-
-async def test_sqlite_backend_without_recover_refuses_and_leaves_file(tmp_path: Path) -> None:
-    path = tmp_path / "cache.sqlite3"
-    _not_a_database(path)
-    backend = SqliteBackend(path, max_entries=10, recover=False)
-    with pytest.raises(CacheError, match="unusable cache file"):
-        await backend.open()
-    assert _names(tmp_path) == ["cache.sqlite3"]
-    await backend.aclose()
-
-
-async def test_sqlite_backend_creates_parent_directories_0750(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "tlspolicy" / "cache.sqlite3"
-    old_umask = os.umask(0o077)  # mkdir alone would give 0700
-    try:
-        backend = SqliteBackend(path, max_entries=10)
-        await backend.open()
-    finally:
-        os.umask(old_umask)
-    assert (path.parent.stat().st_mode & 0o777) == 0o750
-    assert (path.parent.parent.stat().st_mode & 0o777) == 0o750
-    await backend.aclose()
 
 
 async def test_sqlite_backend_uses_wal_and_persists_across_restart(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneLevel, HostResult
 from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, TlsaRecord
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import Trace
+from tlspolicy.trace import Trace, recording
 
 USABLE = TlsaRecord(3, 1, 1, bytes(32))
 UNUSABLE = TlsaRecord(3, 1, 1, b"\xab\xcd")  # digest of the wrong length
@@ -536,12 +536,12 @@ class SlowDns(FakeDns):
     in_flight: int = 0
     peak: int = 0
 
-    async def query(self, name: str, rdtype: str, *, trace: Trace | None = None) -> DnsAnswer:
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
             await asyncio.sleep(0.01)
-            return await super().query(name, rdtype, trace=trace)
+            return await super().query(name, rdtype)
         finally:
             self.in_flight -= 1
 
@@ -562,8 +562,8 @@ async def test_lookup_trace_has_queries_and_verdict() -> None:
     dns = FakeDns()
     mx(dns, "example.com", "mx.example.com")
     host(dns, "mx.example.com", USABLE)
-    trace = Trace()
-    await lookup_dane("example.com", dns, trace=trace)
+    with recording(Trace()) as trace:
+        await lookup_dane("example.com", dns)
     kinds = [(e.kind, e.name, e.detail) for e in trace.events]
     assert kinds[:3] == [
         ("dns", "example.com", "MX"),

@@ -13,7 +13,7 @@ from tlspolicy.errors import FetchError
 from tlspolicy.mtasts.lookup import refresh_sts
 from tlspolicy.mtasts.policy import Mode
 from tlspolicy.mtasts.state import Freshness, StsErrorKind, StsState, StsView, sts_view
-from tlspolicy.trace import Trace
+from tlspolicy.trace import Trace, recording
 
 DOMAIN = "example.com"
 TXT_NAME = "_mta-sts.example.com"
@@ -31,7 +31,7 @@ class FakeFetcher:
     body: str | FetchError = ENFORCE
     calls: list[str] = field(default_factory=list)
 
-    async def fetch(self, domain: str, *, trace: Trace | None = None) -> str:
+    async def fetch(self, domain: str) -> str:
         self.calls.append(domain)
         if isinstance(self.body, FetchError):
             raise self.body
@@ -343,8 +343,8 @@ async def test_refresh_sts_success_clears_errors(h: Harness) -> None:
 
 
 async def test_refresh_sts_trace_records_steps(h: Harness) -> None:
-    trace = Trace()
-    await refresh_sts(DOMAIN, None, dns=h.dns, fetcher=h.fetcher, now=T0, trace=trace)
+    with recording(Trace()) as trace:
+        await refresh_sts(DOMAIN, None, dns=h.dns, fetcher=h.fetcher, now=T0)
     kinds = [event.kind for event in trace.events]
     assert kinds[0] == "dns"
     assert "note" in kinds

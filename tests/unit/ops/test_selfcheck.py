@@ -121,7 +121,7 @@ class Switchable:
         self.current = validating()
         self.calls = 0
 
-    async def query(self, name: str, rdtype: str, *, trace: object = None):
+    async def query(self, name: str, rdtype: str):
         self.calls += 1
         return await self.current.query(name, rdtype)
 
@@ -204,7 +204,7 @@ async def test_resolver_monitor_survives_a_crashing_client(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Crashing(Switchable):
-        async def query(self, name: str, rdtype: str, *, trace: object = None):
+        async def query(self, name: str, rdtype: str):
             self.calls += 1
             if self.calls > 2:
                 raise RuntimeError("bug")
@@ -225,3 +225,40 @@ async def test_resolver_monitor_survives_a_crashing_client(
 def test_resolver_monitor_rejects_bad_interval() -> None:
     with pytest.raises(ValueError):
         ResolverMonitor(FakeDns(), interval=0)
+
+
+@pytest.mark.parametrize(
+    ("dns", "not_validating"),
+    [
+        pytest.param(validating(), False, id="validating"),
+        pytest.param(non_validating(), True, id="no-ad-flag"),
+        pytest.param(stripping_bogus_only(), True, id="bogus-accepted"),
+        pytest.param(with_failure(SECURE, "timeout"), False, id="unreachable"),
+        pytest.param(with_failure(SECURE, "servfail"), False, id="secure-servfail"),
+    ],
+)
+async def test_resolver_monitor_not_validating_only_for_a_resolver_that_answers(
+    dns: FakeDns, not_validating: bool
+) -> None:
+    # dns.on_validation_failure acts on this flag: an unreachable resolver makes lookups
+    # fail by themselves, and answers cached earlier stay trustworthy.
+    mon = monitor(dns, Metrics())
+    assert mon.not_validating() is False  # not run yet: no verdict, no deferral
+    await mon.check_now()
+    assert mon.not_validating() is not_validating
+
+
+async def test_resolver_monitor_rechecks_sooner_while_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tlspolicy.selfcheck.FAILING_INTERVAL_S", 0.01)
+    dns = Switchable()
+    dns.current = non_validating()
+    mon = monitor(dns, Metrics(), interval=3600.0)
+    assert (await mon.start()).ok is False
+    dns.current = validating()
+    async with asyncio.timeout(5):
+        while not mon.status.ok:  # noqa: ASYNC110 - a plain attribute, bounded wait
+            await asyncio.sleep(0.01)
+    await mon.aclose()
+    assert mon.not_validating() is False

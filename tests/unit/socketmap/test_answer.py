@@ -4,11 +4,11 @@ import pytest
 
 from tlspolicy.config import MapProfile
 from tlspolicy.dane.result import DaneLevel, DaneResult
-from tlspolicy.decision import Decision, Verdict, decide_dane_first
 from tlspolicy.mtasts.policy import parse_policy
 from tlspolicy.mtasts.state import Freshness, StsView
 from tlspolicy.socketmap.answer import format_reply
 from tlspolicy.socketmap.connection import MAX_REPLY_BYTES, encode_reply
+from tlspolicy.verdict import Decision, Verdict, decide_dane_first
 
 RFC_EXAMPLE = (
     "version: STSv1\n"

@@ -71,13 +71,18 @@ def test_connection_clean_eof_returns_none() -> None:
         pytest.param(b"999999", id="too-many-digits"),
         pytest.param(b"-1:", id="negative"),
         pytest.param(b" 5:QUERY,", id="leading-space"),
-        pytest.param(b"7:QUERY \xff,", id="non-utf8"),
         pytest.param(b"11:QUERY a.c", id="truncated-at-eof"),
     ],
 )
 def test_connection_rejects_bad_framing(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         requests_from(data)
+
+
+def test_connection_non_utf8_is_well_framed() -> None:
+    # A key property, not a framing error: the key gets U+FFFD and then NOTFOUND (keys.py).
+    data = b"7:QUERY \xff,9:QUERY a.b,"
+    assert requests_from(data) == [Request("QUERY", "\ufffd"), Request("QUERY", "a.b")]
 
 
 def test_connection_accepts_maximum_query_size() -> None:

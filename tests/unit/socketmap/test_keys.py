@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from tlspolicy.errors import ProtocolError
 from tlspolicy.socketmap.keys import normalize_key
 
 
@@ -55,6 +54,22 @@ def test_normalize_key_no_policy(key: str) -> None:
     assert result.why
 
 
-def test_normalize_key_overlong_label_is_malformed() -> None:
-    with pytest.raises(ProtocolError):
-        normalize_key("a" * 64 + ".example")
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("a" * 64 + ".example", id="label-64"),
+        pytest.param("[" + "a" * 64 + ".example]:25", id="bracketed-label-64"),
+        pytest.param("x." + "a" * 200 + ".example", id="label-200"),
+        pytest.param(".".join(["a" * 63] * 4) + ".ex", id="name-255"),
+        pytest.param("b\u00fccher" + "a" * 60 + ".example", id="u-label-too-long"),
+        pytest.param("\ufffd.example", id="replacement-char"),
+        pytest.param("exa\x01mple.com", id="control-char"),
+        pytest.param("exa\nmple.com", id="newline-inside"),
+        pytest.param("\x00", id="nul"),
+    ],
+)
+def test_normalize_key_names_that_cannot_exist_are_no_policy(key: str) -> None:
+    # Never an exception (that used to close the connection): NOTFOUND without lookup.
+    result = normalize_key(key)
+    assert result.domain is None
+    assert result.why

@@ -1,0 +1,77 @@
+"""The answer memo: replies made from cached data alone, reusable until that data changes.
+
+The hot path of a busy MTA asks the same few thousand keys again and again; a memo hit
+answers without scheduling anything. A memo holds no longer than the plan said its
+decision holds (``CachePlan.reusable_until``: DANE refresh window or expiry, MTA-STS
+re-check, policy expiry, negative caching, and at most ``cache.hot_ttl``), and storing a
+new result for a domain drops that domain's memos. Bounded: when full it is emptied (the
+next queries re-make what is used), and the per-domain index only holds live memos, so
+neither map can grow past ``max_entries`` however many distinct keys pass through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Answers memoised for the synchronous fast path; emptied when full.
+MAX_MEMO_ENTRIES = 20_000
+
+MemoKey = tuple[str, str]  # (map name, request key as sent)
+
+
+@dataclass(slots=True)
+class Memo:
+    reply: str
+    kind: str  # the metric answer label
+    domain: str
+    until: float
+
+
+class AnswerMemo:
+    def __init__(self, max_entries: int = MAX_MEMO_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._memos: dict[MemoKey, Memo] = {}
+        self._by_domain: dict[str, set[MemoKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._memos)
+
+    def get(self, key: MemoKey, now: float) -> Memo | None:
+        """The memo for ``key`` if it still holds at ``now``; an expired one is dropped."""
+        memo = self._memos.get(key)
+        if memo is None:
+            return None
+        if now >= memo.until:
+            self._drop(key, memo.domain)
+            return None
+        return memo
+
+    def put(self, key: MemoKey, memo: Memo) -> None:
+        if key not in self._memos and len(self._memos) >= self.max_entries:
+            self.forget()
+        old = self._memos.get(key)
+        if old is not None and old.domain != memo.domain:
+            self._drop(key, old.domain)
+        self._memos[key] = memo
+        self._by_domain.setdefault(memo.domain, set()).add(key)
+
+    def forget(self, domain: str | None = None) -> None:
+        """Drop the memos of ``domain`` (its data changed), or all of them (None or "")."""
+        if not domain:
+            self._memos.clear()
+            self._by_domain.clear()
+            return
+        for key in self._by_domain.pop(domain, ()):
+            self._memos.pop(key, None)
+
+    def index_size(self) -> int:
+        """Keys held in the per-domain index (equals ``len(self)``; for leak tests)."""
+        return sum(len(keys) for keys in self._by_domain.values())
+
+    def _drop(self, key: MemoKey, domain: str) -> None:
+        self._memos.pop(key, None)
+        keys = self._by_domain.get(domain)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_domain[domain]

@@ -1,0 +1,244 @@
+"""The shared TLSRPT store: PostgreSQL through asyncpg, for several MTAs and one reporter.
+
+Rules kept here (besides those of ``store.py``):
+
+* The schema is created under a transaction-scoped advisory lock, so collectors starting
+  together do not race on ``CREATE TABLE``.
+* ``add`` is one transaction of upserts that add (``successful = t.successful + ...``);
+  PostgreSQL row locks make concurrent adds from several collectors sum exactly.
+* ``claim`` is a single ``UPDATE ... WHERE <due and not leased> RETURNING``: of two
+  reporters, one gets the row.
+* Every asyncpg/OS error and timeout becomes ``ReportStoreError`` in ``_mapped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from tlspolicy.errors import ReportStoreError
+from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.store import Delivery, failure_hash, group_hash
+
+PG_CONNECT_TIMEOUT_S = 5.0
+PG_OP_TIMEOUT_S = 10.0
+PG_POOL_MAX = 4
+SCHEMA_LOCK_ID = 0x746C7372  # "tlsr": advisory lock key for schema creation
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tlsrpt_sessions (
+    gkey TEXT PRIMARY KEY, day DATE NOT NULL, domain TEXT NOT NULL, record TEXT NOT NULL,
+    policy TEXT NOT NULL, successful BIGINT NOT NULL, failed BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS tlsrpt_sessions_day ON tlsrpt_sessions (day, domain);
+CREATE TABLE IF NOT EXISTS tlsrpt_failures (
+    gkey TEXT NOT NULL, fkey TEXT NOT NULL, detail TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (gkey, fkey));
+CREATE TABLE IF NOT EXISTS tlsrpt_deliveries (
+    report_id TEXT NOT NULL, uri TEXT NOT NULL, day DATE NOT NULL, domain TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, first_attempt DOUBLE PRECISION,
+    last_attempt DOUBLE PRECISION, last_error TEXT, next_attempt DOUBLE PRECISION,
+    delivered_at DOUBLE PRECISION, given_up BOOLEAN NOT NULL DEFAULT FALSE,
+    lease_until DOUBLE PRECISION, PRIMARY KEY (report_id, uri));
+CREATE INDEX IF NOT EXISTS tlsrpt_deliveries_day ON tlsrpt_deliveries (day, domain);
+"""
+
+DELIVERY_COLUMNS = (
+    "report_id, uri, day, domain, attempts, first_attempt, last_attempt, last_error,"
+    " next_attempt, delivered_at, given_up"
+)
+
+
+class PostgresReportStore:
+    """``ReportStore`` on PostgreSQL; ``url`` is a ``postgresql://`` URL."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._pool: Any = None  # asyncpg.Pool (untyped)
+
+    async def open(self) -> None:
+        async with self._mapped(PG_CONNECT_TIMEOUT_S + PG_OP_TIMEOUT_S):
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._url,
+                    min_size=1,
+                    max_size=PG_POOL_MAX,
+                    timeout=PG_CONNECT_TIMEOUT_S,
+                    command_timeout=PG_OP_TIMEOUT_S,
+                )
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_ID)
+                await conn.execute(SCHEMA)
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(PG_OP_TIMEOUT_S):
+                await pool.close()
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pool.terminate()
+
+    async def add(self, batch: Batch) -> None:
+        sessions = [
+            (group_hash(k), k.day, k.domain, k.record, k.policy.text, c.successful, c.failed)
+            for k, c in batch.sessions.items()
+        ]
+        failures = [
+            (group_hash(k), failure_hash(f), f.text, n) for (k, f), n in batch.failures.items()
+        ]
+        # Sorted keys: concurrent collectors lock rows in the same order (no deadlocks).
+        sessions.sort()
+        failures.sort()
+        async with self._mapped(PG_OP_TIMEOUT_S), self._db().acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO tlsrpt_sessions AS t VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (gkey) DO UPDATE SET"
+                " successful = t.successful + excluded.successful,"
+                " failed = t.failed + excluded.failed",
+                sessions,
+            )
+            await conn.executemany(
+                "INSERT INTO tlsrpt_failures AS t VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (gkey, fkey) DO UPDATE SET count = t.count + excluded.count",
+                failures,
+            )
+
+    async def day_counts(self, day: date, domain: str | None = None) -> list[GroupCounts]:
+        sql = (
+            "SELECT s.gkey, s.domain, s.record, s.policy, s.successful, s.failed,"
+            " f.detail, f.count FROM tlsrpt_sessions s"
+            " LEFT JOIN tlsrpt_failures f ON f.gkey = s.gkey WHERE s.day = $1"
+        )
+        args: list[Any] = [day]
+        if domain is not None:
+            sql += " AND s.domain = $2"
+            args.append(domain)
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            rows = await self._db().fetch(sql + " ORDER BY s.domain, s.gkey", *args)
+        groups: dict[str, GroupCounts] = {}
+        for row in rows:
+            group = groups.get(row["gkey"])
+            if group is None:
+                group = groups[row["gkey"]] = GroupCounts(
+                    day,
+                    row["domain"],
+                    row["record"],
+                    PolicyKey.from_text(row["policy"]),
+                    int(row["successful"]),
+                    int(row["failed"]),
+                    {},
+                )
+            if row["detail"] is not None:
+                group.failures[FailureKey.from_text(row["detail"])] = int(row["count"])
+        return list(groups.values())
+
+    async def days(self, since: date) -> list[date]:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            rows = await self._db().fetch(
+                "SELECT DISTINCT day FROM tlsrpt_sessions WHERE day >= $1 ORDER BY day", since
+            )
+        return [row["day"] for row in rows]
+
+    async def deliveries(self, day: date, domain: str | None = None) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM tlsrpt_deliveries WHERE day = $1"
+        args: list[Any] = [day]
+        if domain is not None:
+            sql += " AND domain = $2"
+            args.append(domain)
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            rows = await self._db().fetch(sql + " ORDER BY domain, uri", *args)
+        return [_delivery(row) for row in rows]
+
+    async def claim(
+        self, report_id: str, uri: str, day: date, domain: str, *, now: float, lease_s: float
+    ) -> Delivery | None:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            db = self._db()
+            await db.execute(
+                "INSERT INTO tlsrpt_deliveries (report_id, uri, day, domain)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (report_id, uri) DO NOTHING",
+                report_id, uri, day, domain,
+            )  # fmt: skip
+            row = await db.fetchrow(
+                "UPDATE tlsrpt_deliveries SET lease_until = $3 WHERE report_id = $1"
+                " AND uri = $2 AND delivered_at IS NULL AND NOT given_up"
+                " AND (next_attempt IS NULL OR next_attempt <= $4)"
+                f" AND (lease_until IS NULL OR lease_until <= $4) RETURNING {DELIVERY_COLUMNS}",
+                report_id, uri, now + lease_s, now,
+            )  # fmt: skip
+        return None if row is None else _delivery(row)
+
+    async def finish(
+        self,
+        report_id: str,
+        uri: str,
+        *,
+        now: float,
+        error: str | None,
+        next_attempt: float | None,
+        given_up: bool = False,
+    ) -> None:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            await self._db().execute(
+                "UPDATE tlsrpt_deliveries SET attempts = attempts + 1,"
+                " first_attempt = COALESCE(first_attempt, $3), last_attempt = $3,"
+                " last_error = $4::text, next_attempt = $5,"
+                " delivered_at = CASE WHEN $4::text IS NULL THEN $3 END,"
+                " given_up = $6, lease_until = NULL WHERE report_id = $1 AND uri = $2",
+                report_id, uri, now, error, next_attempt, given_up,
+            )  # fmt: skip
+
+    async def purge_before(self, day: date) -> int:
+        async with self._mapped(PG_OP_TIMEOUT_S), self._db().acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM tlsrpt_failures WHERE gkey IN"
+                " (SELECT gkey FROM tlsrpt_sessions WHERE day < $1)",
+                day,
+            )
+            status = await conn.execute("DELETE FROM tlsrpt_sessions WHERE day < $1", day)
+            await conn.execute("DELETE FROM tlsrpt_deliveries WHERE day < $1", day)
+        return int(status.split()[-1])
+
+    def _db(self) -> Any:
+        if self._pool is None:
+            raise ReportStoreError("postgres: store is not open")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _mapped(self, limit_s: float) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(limit_s):
+                yield
+        except ReportStoreError:
+            raise
+        except TimeoutError as exc:
+            raise ReportStoreError(f"postgres: no answer within {limit_s:g} s") from exc
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+            OSError,
+        ) as exc:
+            raise ReportStoreError(f"postgres: {exc or type(exc).__name__}") from exc
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        report_id=row["report_id"],
+        uri=row["uri"],
+        day=row["day"],
+        domain=row["domain"],
+        attempts=row["attempts"],
+        first_attempt=row["first_attempt"],
+        last_attempt=row["last_attempt"],
+        last_error=row["last_error"],
+        next_attempt=row["next_attempt"],
+        delivered_at=row["delivered_at"],
+        given_up=bool(row["given_up"]),
+    )

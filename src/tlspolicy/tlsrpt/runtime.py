@@ -1,0 +1,144 @@
+"""The running TLSRPT parts: store, batch writer, collector and reporter, started together.
+
+``tlspolicy serve`` starts one ``TlsrptRuntime`` beside the socketmap server when
+``tlsrpt.collector_socket`` is set or ``tlsrpt.reporter`` is true; ``tlspolicy tlsrpt
+collect`` starts one with the collector only. Stopping flushes the batch in flight, so a
+SIGTERM loses nothing; a ``kill -9`` loses at most the last ``FLUSH_INTERVAL_S``.
+
+The clock: ``TLSPOLICY_TLSRPT_NOW`` (an ISO 8601 time, e.g. ``2026-12-01T12:00:00Z``), when
+set, freezes "now" for the collector, the reporter and the CLI. It exists for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tlspolicy.config import Config
+from tlspolicy.dnsclient import DnsClient
+from tlspolicy.errors import ConfigError, ReportStoreError
+from tlspolicy.privileges import chown_path
+from tlspolicy.tlsrpt.backend import open_store
+from tlspolicy.tlsrpt.collector import Collector
+from tlspolicy.tlsrpt.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
+from tlspolicy.tlsrpt.store import BatchWriter, ReportStore
+
+NOW_ENV = "TLSPOLICY_TLSRPT_NOW"  # for tests: a fixed "now"
+STORE_OPEN_RETRY_S = 5.0  # a store that failed to open is tried again this often
+
+log = logging.getLogger("tlspolicy.tlsrpt")
+
+
+def clock_from_env() -> Callable[[], datetime]:
+    """``datetime.now(UTC)``, or the fixed time in ``TLSPOLICY_TLSRPT_NOW``."""
+    fixed = os.environ.get(NOW_ENV)
+    if not fixed:
+        return lambda: datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(fixed)
+    except ValueError:
+        raise ConfigError(f"{NOW_ENV}: {fixed!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return lambda: moment
+
+
+class TlsrptRuntime:
+    """Store + writer + collector (+ reporter), from one ``Config``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        collect: bool = True,
+        report: bool = True,
+        dns: DnsClient | None = None,
+        metrics: TlsrptMetricsSink = NULL_TLSRPT_METRICS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        cfg = config.tlsrpt
+        self.clock = clock or clock_from_env()
+        self.store: ReportStore = open_store(cfg)
+        self.writer = BatchWriter(self.store, clock=self.clock)
+        self.collector: Collector | None = None
+        if collect and cfg.collector_socket is not None:
+            self.collector = Collector(cfg, self.writer, metrics=metrics)
+        self.reporter: Any = None
+        if report and cfg.reporter:
+            if dns is None:
+                raise ValueError("the reporter needs a DNS client")
+            from tlspolicy.tlsrpt.reporter import Reporter  # noqa: PLC0415
+
+            self.reporter = Reporter(cfg, self.store, dns, metrics=metrics, clock=self.clock)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.store_open = False
+        self.open_retry_s = STORE_OPEN_RETRY_S
+
+    @property
+    def enabled(self) -> bool:
+        return self.collector is not None or self.reporter is not None
+
+    def bind(self) -> None:
+        """Create the collector socket and the store's directory, before privileges drop.
+
+        As root with ``server.user`` set, the SQLite store's directory is created and given
+        to that user (as ``serve`` does for the cache), so the store opens after the drop.
+        """
+        if self.collector is not None:
+            self.collector.bind()
+        cfg, server = self.config.tlsrpt, self.config.server
+        if cfg.store_backend == "sqlite" and server.user is not None and os.geteuid() == 0:
+            state = Path(cfg.store_path).parent
+            state.mkdir(mode=0o750, parents=True, exist_ok=True)
+            chown_path(state, server.user, server.group)
+
+    async def start(self) -> None:
+        """Open the store and start reading and reporting.
+
+        A store that cannot be opened (PostgreSQL down, a broken path) is logged and retried
+        every ``open_retry_s`` in the background: the socketmap server must not fail because
+        of TLSRPT, and the collector keeps counting in memory meanwhile.
+        """
+        try:
+            await self.store.open()
+            self.store_open = True
+        except ReportStoreError as exc:
+            log.error("TLSRPT store unavailable, counting in memory until it opens: %s", exc)
+            self._tasks.append(asyncio.create_task(self._open_later(), name="tlsrpt-open"))
+        if self.collector is not None:
+            self.collector.start()
+            self._tasks.append(asyncio.create_task(self.writer.run(), name="tlsrpt-writer"))
+        if self.reporter is not None:
+            self._tasks.append(asyncio.create_task(self.reporter.run(), name="tlsrpt-reporter"))
+
+    async def _open_later(self) -> None:
+        while True:
+            await asyncio.sleep(self.open_retry_s)
+            try:
+                await self.store.open()
+            except ReportStoreError:
+                continue
+            self.store_open = True
+            log.info("TLSRPT store opened")
+            return
+
+    async def aclose(self) -> None:
+        if self.collector is not None:
+            await self.collector.aclose()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.reporter is not None:
+            await self.reporter.aclose()
+        if not await self.writer.flush():
+            log.error("TLSRPT: %d datagrams could not be stored at exit", self.writer.pending)
+        await self.store.aclose()

@@ -1,0 +1,286 @@
+"""The default TLSRPT store: one SQLite file (``tlsrpt.sqlite3`` next to the cache).
+
+Rules kept here (besides those of ``store.py``):
+
+* Every use of the connection happens in one worker thread, so the event loop never waits
+  on disk (the same design as ``cache/sqlite_backend.py``).
+* ``journal_mode=WAL`` with ``synchronous=NORMAL``: a power loss may lose the last
+  transactions, never the file; the CLI (``tlspolicy tlsrpt status``) reads while the
+  collector writes. Unlike the cache, this file is not moved aside when unusable: the counts
+  are the report, so an unreadable file is an error to look at, not to replace.
+* Every ``sqlite3``/OS error becomes ``ReportStoreError`` in ``_run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tlspolicy.errors import ReportStoreError
+from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.store import Delivery, failure_hash, group_hash
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 5.0  # another process's write lock; reporters hold it for milliseconds
+DIR_MODE = 0o750
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tlsrpt_sessions (
+    gkey TEXT PRIMARY KEY, day TEXT NOT NULL, domain TEXT NOT NULL, record TEXT NOT NULL,
+    policy TEXT NOT NULL, successful INTEGER NOT NULL, failed INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tlsrpt_sessions_day ON tlsrpt_sessions (day, domain);
+CREATE TABLE IF NOT EXISTS tlsrpt_failures (
+    gkey TEXT NOT NULL, fkey TEXT NOT NULL, detail TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (gkey, fkey));
+CREATE TABLE IF NOT EXISTS tlsrpt_deliveries (
+    report_id TEXT NOT NULL, uri TEXT NOT NULL, day TEXT NOT NULL, domain TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, first_attempt REAL, last_attempt REAL,
+    last_error TEXT, next_attempt REAL, delivered_at REAL,
+    given_up INTEGER NOT NULL DEFAULT 0, lease_until REAL,
+    PRIMARY KEY (report_id, uri));
+CREATE INDEX IF NOT EXISTS tlsrpt_deliveries_day ON tlsrpt_deliveries (day, domain);
+"""
+
+DELIVERY_COLUMNS = (
+    "report_id, uri, day, domain, attempts, first_attempt, last_attempt, last_error,"
+    " next_attempt, delivered_at, given_up"
+)
+
+
+class SqliteReportStore:
+    """``ReportStore`` on one SQLite file; missing directories are created (mode 0750)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # worker thread only
+
+    async def open(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tlspolicy-tlsrpt")
+        await self._run(self._open_sync)
+
+    async def aclose(self) -> None:
+        if self._executor is None:
+            return
+        try:
+            await self._run(self._close_sync)
+        finally:
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False)
+
+    async def add(self, batch: Batch) -> None:
+        await self._run(self._add_sync, batch)
+
+    async def day_counts(self, day: date, domain: str | None = None) -> list[GroupCounts]:
+        return await self._run(self._day_counts_sync, day, domain)
+
+    async def days(self, since: date) -> list[date]:
+        rows = await self._run(
+            self._query, "SELECT DISTINCT day FROM tlsrpt_sessions WHERE day >= ? ORDER BY day",
+            (since.isoformat(),),
+        )  # fmt: skip
+        return [date.fromisoformat(r[0]) for r in rows]
+
+    async def deliveries(self, day: date, domain: str | None = None) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM tlsrpt_deliveries WHERE day = ?"
+        args: tuple[Any, ...] = (day.isoformat(),)
+        if domain is not None:
+            sql += " AND domain = ?"
+            args += (domain,)
+        rows = await self._run(self._query, sql + " ORDER BY domain, uri", args)
+        return [_delivery(r) for r in rows]
+
+    async def claim(
+        self, report_id: str, uri: str, day: date, domain: str, *, now: float, lease_s: float
+    ) -> Delivery | None:
+        return await self._run(self._claim_sync, report_id, uri, day, domain, now, lease_s)
+
+    async def finish(
+        self,
+        report_id: str,
+        uri: str,
+        *,
+        now: float,
+        error: str | None,
+        next_attempt: float | None,
+        given_up: bool = False,
+    ) -> None:
+        await self._run(
+            self._execute,
+            "UPDATE tlsrpt_deliveries SET attempts = attempts + 1,"
+            " first_attempt = COALESCE(first_attempt, ?), last_attempt = ?, last_error = ?,"
+            " next_attempt = ?, delivered_at = CASE WHEN ? IS NULL THEN ? END,"
+            " given_up = ?, lease_until = NULL WHERE report_id = ? AND uri = ?",
+            (now, now, error, next_attempt, error, now, int(given_up), report_id, uri),
+        )
+
+    async def purge_before(self, day: date) -> int:
+        return await self._run(self._purge_sync, day.isoformat())
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise ReportStoreError(f"sqlite {self.path}: store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(func, *args))
+        except sqlite3.Error as exc:
+            raise ReportStoreError(f"sqlite {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise ReportStoreError(f"sqlite {self.path}: {exc.strerror or exc}") from exc
+        except RuntimeError as exc:  # executor shut down by a concurrent aclose()
+            raise ReportStoreError(f"sqlite {self.path}: {exc}") from exc
+
+    # --- worker thread ---------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.OperationalError("store is not open")
+        return self._conn
+
+    def _open_sync(self) -> None:
+        if self._conn is not None:
+            return
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(SCHEMA)  # idempotent: IF NOT EXISTS everywhere
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        return self._db().execute(sql, args).fetchall()
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
+        with _transaction(self._db()) as db:
+            db.execute(sql, args)
+
+    def _add_sync(self, batch: Batch) -> None:
+        sessions = [
+            (group_hash(k), k.day.isoformat(), k.domain, k.record, k.policy.text,
+             c.successful, c.failed)
+            for k, c in batch.sessions.items()
+        ]  # fmt: skip
+        failures = [
+            (group_hash(k), failure_hash(f), f.text, n) for (k, f), n in batch.failures.items()
+        ]
+        with _transaction(self._db()) as db:
+            db.executemany(
+                "INSERT INTO tlsrpt_sessions VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (gkey) DO UPDATE SET"
+                " successful = successful + excluded.successful,"
+                " failed = failed + excluded.failed",
+                sessions,
+            )
+            db.executemany(
+                "INSERT INTO tlsrpt_failures VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (gkey, fkey) DO UPDATE SET count = count + excluded.count",
+                failures,
+            )
+
+    def _day_counts_sync(self, day: date, domain: str | None) -> list[GroupCounts]:
+        sql = (
+            "SELECT gkey, domain, record, policy, successful, failed FROM tlsrpt_sessions"
+            " WHERE day = ?"
+        )
+        args: tuple[Any, ...] = (day.isoformat(),)
+        if domain is not None:
+            sql += " AND domain = ?"
+            args += (domain,)
+        db = self._db()
+        groups = []
+        for gkey, dom, record, policy, ok, failed in db.execute(sql + " ORDER BY domain", args):
+            failures = {
+                FailureKey.from_text(detail): count
+                for detail, count in db.execute(
+                    "SELECT detail, count FROM tlsrpt_failures WHERE gkey = ?", (gkey,)
+                )
+            }
+            groups.append(
+                GroupCounts(day, dom, record, PolicyKey.from_text(policy), ok, failed, failures)
+            )
+        return groups
+
+    def _claim_sync(  # noqa: PLR0917 - called through functools.partial
+        self, report_id: str, uri: str, day: date, domain: str, now: float, lease_s: float
+    ) -> Delivery | None:
+        with _transaction(self._db()) as db:
+            db.execute(
+                "INSERT INTO tlsrpt_deliveries (report_id, uri, day, domain) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (report_id, uri) DO NOTHING",
+                (report_id, uri, day.isoformat(), domain),
+            )
+            claimed = db.execute(
+                "UPDATE tlsrpt_deliveries SET lease_until = ? WHERE report_id = ? AND uri = ?"
+                " AND delivered_at IS NULL AND given_up = 0"
+                " AND (next_attempt IS NULL OR next_attempt <= ?)"
+                " AND (lease_until IS NULL OR lease_until <= ?)",
+                (now + lease_s, report_id, uri, now, now),
+            ).rowcount
+            if not claimed:
+                return None
+            row = db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM tlsrpt_deliveries WHERE report_id = ? AND uri = ?",
+                (report_id, uri),
+            ).fetchone()
+        return _delivery(row)
+
+    def _purge_sync(self, day: str) -> int:
+        with _transaction(self._db()) as db:
+            db.execute(
+                "DELETE FROM tlsrpt_failures WHERE gkey IN"
+                " (SELECT gkey FROM tlsrpt_sessions WHERE day < ?)",
+                (day,),
+            )
+            removed = db.execute("DELETE FROM tlsrpt_sessions WHERE day < ?", (day,)).rowcount
+            db.execute("DELETE FROM tlsrpt_deliveries WHERE day < ?", (day,))
+        return int(removed)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        report_id=row[0],
+        uri=row[1],
+        day=date.fromisoformat(row[2]),
+        domain=row[3],
+        attempts=row[4],
+        first_attempt=row[5],
+        last_attempt=row[6],
+        last_error=row[7],
+        next_attempt=row[8],
+        delivered_at=row[9],
+        given_up=bool(row[10]),
+    )
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection autocommits)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise

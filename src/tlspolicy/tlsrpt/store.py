@@ -1,0 +1,166 @@
+"""Where TLSRPT counts and delivery attempts live, and the batching writer in front of it.
+
+Backends (``backend.open_store`` picks one): ``sqlite_backend.SqliteReportStore`` (default,
+one file next to the cache) and ``postgres_backend.PostgresReportStore`` (several MTAs
+feeding one reporter). Both keep these rules:
+
+* ``add`` writes one ``Batch`` in one transaction, adding to the stored counts with an
+  upsert (``successful = successful + excluded.successful``), so several collectors that
+  share one PostgreSQL database add up instead of overwriting each other.
+* Rows are keyed by a SHA-256 of their full key (``group_hash``/``failure_hash``): TLSRPT
+  records and MTA-STS policy strings can be longer than a PostgreSQL btree entry may be.
+* A delivery is one row per (report id, destination URI). ``claim`` takes a short lease on
+  it in one statement, only while it is not delivered, not given up and due; so two
+  reporters never send the same report to one destination at once, and a destination that
+  accepted a report never gets it again, also after a restart. ``finish`` records the
+  outcome of the attempt and drops the lease.
+
+``BatchWriter`` collects datagrams in memory and writes every ``FLUSH_INTERVAL_S`` or every
+``FLUSH_DATAGRAMS`` datagrams, whichever comes first. What a ``kill -9`` can lose is that
+batch in flight: at most ``FLUSH_INTERVAL_S`` of datagrams (or ``FLUSH_DATAGRAMS`` of them).
+SIGTERM flushes it. A failed write keeps the batch and merges it with the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+from tlspolicy.errors import ReportStoreError
+from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, GroupKey
+from tlspolicy.tlsrpt.datagram import Datagram
+
+FLUSH_INTERVAL_S = 0.5  # longest time a datagram waits in memory before it is written
+FLUSH_DATAGRAMS = 1000  # a batch this large is written at once
+RETRY_WRITE_S = 5.0  # after a failed write, wait this long before the next try
+
+log = logging.getLogger("tlspolicy.tlsrpt")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The state of one report towards one destination (``dns:`` is the rua look-up)."""
+
+    report_id: str
+    uri: str
+    day: date
+    domain: str
+    attempts: int = 0
+    first_attempt: float | None = None
+    last_attempt: float | None = None
+    last_error: str | None = None
+    next_attempt: float | None = None
+    delivered_at: float | None = None
+    given_up: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.delivered_at is not None:
+            return "sent"
+        if self.given_up:
+            return "failed"
+        return "waiting"
+
+
+class ReportStore(Protocol):
+    """What the collector, the reporter and the CLI need from a backend."""
+
+    async def open(self) -> None: ...
+    async def aclose(self) -> None: ...
+    async def add(self, batch: Batch) -> None: ...
+    async def day_counts(self, day: date, domain: str | None = None) -> list[GroupCounts]: ...
+    async def days(self, since: date) -> list[date]: ...
+    async def deliveries(self, day: date, domain: str | None = None) -> list[Delivery]: ...
+    async def claim(
+        self, report_id: str, uri: str, day: date, domain: str, *, now: float, lease_s: float
+    ) -> Delivery | None: ...
+    async def finish(
+        self,
+        report_id: str,
+        uri: str,
+        *,
+        now: float,
+        error: str | None,
+        next_attempt: float | None,
+        given_up: bool = False,
+    ) -> None: ...
+    async def purge_before(self, day: date) -> int: ...
+
+
+def group_hash(key: GroupKey) -> str:
+    raw = "\0".join((key.day.isoformat(), key.domain, key.record, key.policy.text))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def failure_hash(key: FailureKey) -> str:
+    return hashlib.sha256(key.text.encode("utf-8")).hexdigest()
+
+
+class BatchWriter:
+    """Buffers datagrams and writes them to ``store`` in batches (see the module doc)."""
+
+    def __init__(
+        self,
+        store: ReportStore,
+        *,
+        interval: float = FLUSH_INTERVAL_S,
+        max_datagrams: int = FLUSH_DATAGRAMS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_datagrams = max_datagrams
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.written = 0  # datagrams written to the store
+        self.write_failures = 0
+        self._pending = Batch()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._failing = False
+
+    def add(self, datagram: Datagram) -> None:
+        """Count one datagram now; it reaches the store with the next flush."""
+        self._pending.add(datagram, self.clock())
+        if self._pending.datagrams >= self.max_datagrams:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return self._pending.datagrams
+
+    async def run(self) -> None:
+        """Flush forever (cancel to stop; call ``flush`` afterwards for the rest)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            if not await self.flush():
+                await asyncio.sleep(RETRY_WRITE_S)
+
+    async def flush(self) -> bool:
+        """Write what is pending; False when the store failed (the data is kept)."""
+        async with self._lock:
+            if not self._pending:
+                return True
+            batch, self._pending = self._pending, Batch()
+            try:
+                await self.store.add(batch)
+            except ReportStoreError as exc:
+                batch.merge(self._pending)
+                self._pending = batch
+                self.write_failures += 1
+                if not self._failing:
+                    log.error("TLSRPT store write failed, keeping the counts: %s", exc)
+                self._failing = True
+                return False
+            if self._failing:
+                log.info("TLSRPT store writes work again")
+            self._failing = False
+            self.written += batch.datagrams
+            return True

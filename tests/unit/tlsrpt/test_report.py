@@ -1,0 +1,98 @@
+"""The RFC 8460 report JSON: every report validates against the schema in tests/schemas."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import jsonschema
+import pytest
+
+from tests.schemas import validate_report
+from tlspolicy.tlsrpt.aggregate import FailureKey, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.datagram import PolicyType
+from tlspolicy.tlsrpt.report import build_report, day_bounds, format_report, report_id, totals
+
+DAY = date(2026, 12, 1)
+STS = PolicyKey(
+    PolicyType.STS, "example.com", ("version: STSv1", "mode: enforce"), ("mx.example.com",)
+)
+NPF = PolicyKey(PolicyType.NO_POLICY_FOUND, "example.com")
+MISMATCH = FailureKey(
+    "certificate-host-mismatch", "192.0.2.1", "mx.example.com", None, "198.51.100.7"
+)
+
+
+def groups() -> list[GroupCounts]:
+    old, new = "v=TLSRPTv1; rua=mailto:a@example.com", "v=TLSRPTv1;rua=mailto:a@example.com"
+    return [
+        GroupCounts(DAY, "example.com", old, STS, 5, 2, {MISMATCH: 2}),
+        GroupCounts(DAY, "example.com", new, STS, 1, 1, {MISMATCH: 1}),
+        GroupCounts(DAY, "example.com", new, NPF, 3, 0),
+        GroupCounts(DAY, "other.example", "v=TLSRPTv1;rua=mailto:a@other.example", NPF, 9, 0),
+    ]
+
+
+def build() -> dict[str, object]:
+    return build_report(
+        DAY, "example.com", groups(), organization_name="Example Org",
+        contact_info="postmaster@mx.example.net", submitter="mx.example.net",
+    )  # fmt: skip
+
+
+def test_report_is_schema_valid_and_adds_up_across_records() -> None:
+    report = build()
+    validate_report(report)
+    assert report["date-range"] == {
+        "start-datetime": "2026-12-01T00:00:00Z",
+        "end-datetime": "2026-12-01T23:59:59Z",
+    }
+    by_type = {p["policy"]["policy-type"]: p for p in report["policies"]}  # type: ignore[attr-defined]
+    assert set(by_type) == {"sts", "no-policy-found"}
+    assert by_type["sts"]["summary"] == {
+        "total-successful-session-count": 6,
+        "total-failure-session-count": 3,
+    }
+    assert by_type["sts"]["failure-details"] == [
+        {
+            "result-type": "certificate-host-mismatch",
+            "sending-mta-ip": "192.0.2.1",
+            "receiving-mx-hostname": "mx.example.com",
+            "receiving-ip": "198.51.100.7",
+            "failed-session-count": 3,
+        }
+    ]
+    assert by_type["no-policy-found"]["policy"] == {
+        "policy-type": "no-policy-found",
+        "policy-domain": "example.com",
+    }
+    assert by_type["sts"]["policy"]["mx-host"] == ["mx.example.com"]
+
+
+def test_report_is_deterministic_utf8_json() -> None:
+    assert format_report(build()) == format_report(build_report(
+        DAY, "example.com", list(reversed(groups())), organization_name="Example Org",
+        contact_info="postmaster@mx.example.net", submitter="mx.example.net",
+    ))  # fmt: skip
+    assert json.loads(format_report(build()).decode("utf-8")) == build()
+
+
+def test_report_id_is_stable_and_unique_per_day_and_domain() -> None:
+    rid = report_id(DAY, "example.com", "mx.example.net")
+    assert rid == report_id(DAY, "example.com", "mx.example.net")
+    assert rid.endswith("@mx.example.net") and rid.startswith("20261201.example.com.")
+    assert rid != report_id(date(2026, 12, 2), "example.com", "mx.example.net")
+    assert build()["report-id"] == rid
+
+
+def test_report_day_bounds_and_totals() -> None:
+    start, end = day_bounds(DAY)
+    assert (end - start).total_seconds() == 86399
+    assert totals(groups()) == (18, 3)
+
+
+def test_report_schema_rejects_a_report_without_policy_domain() -> None:
+    report = build()
+    del report["policies"][0]["policy"]["policy-domain"]  # type: ignore[index]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_report(report)
