@@ -41,6 +41,7 @@ from tlspolicy.configtypes import (
     ListenKind,
     MapProfile,
     MtaStsConfig,
+    PostfixConfig,
     ServerConfig,
     default_maps,
     default_state_dir,
@@ -268,6 +269,17 @@ def _maps(data: Any) -> dict[str, MapProfile]:
     return maps
 
 
+def _postfix(data: Any) -> PostfixConfig:
+    s = Section(data, "postfix")
+    d = PostfixConfig()
+    config = PostfixConfig(
+        postconf=s.get("postconf", d.postconf, lambda k, v: "" if v == "" else string(k, v)),
+        config_directory=s.get("config_directory", d.config_directory, optional_string),
+    )
+    s.finish()
+    return config
+
+
 def parse_config(data: Any, *, source: str = "<data>") -> Config:
     top = Section(data, "")
     cache = _cache(top.get("cache", None, lambda k, v: v))
@@ -280,6 +292,7 @@ def parse_config(data: Any, *, source: str = "<data>") -> Config:
         maps=_maps(top.get("maps", None, lambda k, v: v)),
         source=source,
         tlsrpt=parse_tlsrpt(top.get("tlsrpt", None, lambda k, v: v), cache_path=cache.path),
+        postfix=_postfix(top.get("postfix", None, lambda k, v: v)),
     )
     top.finish()
     return config
@@ -321,6 +334,7 @@ __all__ = [
     "ListenKind",
     "MapProfile",
     "MtaStsConfig",
+    "PostfixConfig",
     "ServerConfig",
     "default_state_dir",
     "load_config",

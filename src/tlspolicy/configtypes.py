@@ -135,6 +135,14 @@ def default_maps() -> dict[str, MapProfile]:
 
 
 @dataclass(frozen=True, slots=True)
+class PostfixConfig:
+    """Where to ask the Postfix beside us for its version and policy maps (``postconf``)."""
+
+    postconf: str = "postconf"  # "" disables the check
+    config_directory: str | None = None  # postconf -c
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
@@ -144,6 +152,7 @@ class Config:
     maps: Mapping[str, MapProfile] = field(default_factory=default_maps)
     source: str = "<defaults>"
     tlsrpt: TlsrptConfig = field(default_factory=TlsrptConfig)
+    postfix: PostfixConfig = field(default_factory=PostfixConfig)
 
     def profile(self, name: str) -> MapProfile | None:
         found = self.maps.get(name)

@@ -228,10 +228,10 @@ async def _exchange(
         async with asyncio.timeout(budget_s):
             # A stray or forged datagram (wrong ID, wrong source, garbage) is dropped and the
             # wait goes on: failing on the first one would let any packet defer the mail.
-            response, _used_tcp = await dns.asyncquery.udp_with_fallback(
-                query, host, timeout=budget_s, port=port, ignore_unexpected=True,
-                ignore_errors=True,
-            )  # fmt: skip
+            # Long-lived sockets matched by query ID, TCP on truncation (dnstransport.py).
+            from tlspolicy import dnstransport  # noqa: PLC0415 - TODO(lead): top-level import
+
+            response = await dnstransport.exchange(query, host, port, budget_s)
     except (TimeoutError, dns.exception.Timeout):
         raise DnsError("timeout", f"no answer from {where} within {budget_s:.2f} s") from None
     except (dns.query.BadResponse, dns.query.UnexpectedSource) as err:

@@ -69,6 +69,7 @@ LAZY_MODULES = (
     "aiohappyeyeballs",
     "prometheus_client",
     "prometheus_client.exposition",
+    "concurrent.futures.thread",
     "traceback",
     "linecache",
     "tokenize",

@@ -149,6 +149,7 @@ def test_e2e_rolling_restart_under_load_has_no_error(start_server: Any, tmp_path
 
     stats = asyncio.run(_load_through(server, restart))
     assert stats.errors == [], stats.errors[:5]
+    print(f"answers {stats.answers}, retried {stats.retries}")
     new = _worker_pids(server)
     assert set(new) == {0, 1} and not set(new.values()) & set(old.values()), (old, new)
     assert server.stop() == 0
@@ -165,6 +166,7 @@ def test_e2e_killed_worker_is_respawned_under_load(start_server: Any, tmp_path: 
 
     stats = asyncio.run(_load_through(server, kill))
     assert stats.errors == [], stats.errors[:5]
+    print(f"answers {stats.answers}, retried {stats.retries}")
     assert _worker_pids(server)[1] != victim
     assert server.stop() == 0
 
@@ -173,10 +175,10 @@ def test_e2e_workers_share_the_sqlite_cache(
     start_server: Any, tmp_path: Path, fresh_lab: Any
 ) -> None:
     server = _start_workers(start_server, tmp_path)
-    assert server.request("sts-good.lab").startswith("secure")
+    assert server.request("sts-good.lab").startswith("OK secure")
     fetched = fresh_lab.https.count("mta-sts.sts-good.lab")
     for _ in range(20):  # new connections: SO_REUSEPORT spreads them over both workers
         with socket.create_connection((server.host, server.port), timeout=20) as sock:
             sock.sendall(b"18:QUERY sts-good.lab,")
-            assert read_netstring(sock).startswith(b"secure")
+            assert read_netstring(sock).startswith(b"OK secure")
     assert fresh_lab.https.count("mta-sts.sts-good.lab") == fetched

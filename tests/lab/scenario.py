@@ -68,6 +68,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.lab.checkcases import add_check_cases
 from tests.lab.dnslab import Blackhole, LabDns, Nsd, Unbound
 from tests.lab.https import POLICY_PATH, Behavior, CertVariant, HttpsLab, redirect
 from tests.lab.netutil import LOOPBACK, free_port
@@ -350,6 +351,7 @@ def build_catalogue(https_address: str) -> Catalogue:
     _dane_names(cat)
     add_smtp_cases(cat)  # last: older hosts keep their addresses
     _sts_dns_failure(cat)
+    add_check_cases(cat)  # last: older hosts keep their addresses
     return cat
 
 
@@ -401,6 +403,7 @@ class Lab:
                 "timeout": 3,
             },
             "cache": {"backend": "memory"},
+            "postfix": {"postconf": ""},  # the host's Postfix is no part of the lab
         }
         for section, value in overrides.items():
             if value is None:

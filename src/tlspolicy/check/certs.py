@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -134,7 +135,7 @@ def tlsa_match(record: TlsaRecord, chain: Sequence[bytes], host: str) -> tuple[b
 
 def _chain_links(certs: Sequence[x509.Certificate | None]) -> bool:
     """Each certificate is signed by the next one."""
-    for child, parent in zip(certs, certs[1:], strict=False):
+    for child, parent in itertools.pairwise(certs):
         if child is None or parent is None:
             return False
         try:

@@ -28,9 +28,13 @@ def check_domain(result: DaneResult) -> Finding:
     if level is DaneLevel.DANE_ONLY:
         return _f(Status.OK, f"DANE for every MX host ({result.reason})", check="dane.domain")
     if level is DaneLevel.DANE:
-        return _f(Status.WARNING, f"DANE for some MX hosts only: {result.reason}", check="dane.domain")
+        return _f(
+            Status.WARNING, f"DANE for some MX hosts only: {result.reason}", check="dane.domain"
+        )
     if level is DaneLevel.TEMP:
-        return _f(Status.ERROR, f"DANE lookup failed, senders defer: {result.reason}", check="dane.domain")
+        return _f(
+            Status.ERROR, f"DANE lookup failed, senders defer: {result.reason}", check="dane.domain"
+        )
     return _f(Status.OK, f"DANE not used: {result.reason}", check="dane.domain")
 
 
@@ -51,10 +55,18 @@ def check_host(
     name = host.host
     status = host.tlsa_status
     if status == "error":
-        return [_f(Status.ERROR, f"TLSA lookup failed: DANE senders treat {name} as unreachable ({host.detail})", name)]
+        return [
+            _f(
+                Status.ERROR,
+                f"TLSA lookup failed: DANE senders treat {name} as unreachable ({host.detail})",
+                name,
+            )
+        ]
     if status == "insecure":
         if records:
-            return [_f(Status.WARNING, "TLSA records are not DNSSEC-signed: senders ignore them", name)]
+            return [
+                _f(Status.WARNING, "TLSA records are not DNSSEC-signed: senders ignore them", name)
+            ]
         return [_f(Status.OK, f"no DANE: {host.detail}", name)]
     if status != "secure":
         return [_f(Status.OK, f"no DANE: {host.detail or 'no TLSA records'}", name)]
@@ -81,14 +93,29 @@ def check_host(
     ev = tuple(evidence)
     if not usable:
         findings.append(
-            _f(Status.WARNING, f"all {len(records)} TLSA records are unusable: DANE senders use TLS without authentication", name, ev)
+            _f(
+                Status.WARNING,
+                f"all {len(records)} TLSA records are unusable: "
+                "DANE senders use TLS without authentication",
+                name,
+                ev,
+            )
         )
     elif chain is None:
         findings.append(
-            Finding(Section.DANE, "dane.match", Status.SKIPPED, f"{len(usable)} usable TLSA records, not matched (no TLS session)", name, ev)
+            Finding(
+                Section.DANE,
+                "dane.match",
+                Status.SKIPPED,
+                f"{len(usable)} usable TLSA records, not matched (no TLS session)",
+                name,
+                ev,
+            )
         )
     elif matched:
-        findings.append(Finding(Section.DANE, "dane.match", Status.OK, f"TLSA {matched[0]} matches", name, ev))
+        findings.append(
+            Finding(Section.DANE, "dane.match", Status.OK, f"TLSA {matched[0]} matches", name, ev)
+        )
     else:
         findings.append(
             Finding(
@@ -98,7 +125,9 @@ def check_host(
             )
         )  # fmt: skip
     if usable and unusable:
-        findings.append(_f(Status.WARNING, f"{len(unusable)} unusable TLSA records ({unusable[0]})", name, ev))
+        findings.append(
+            _f(Status.WARNING, f"{len(unusable)} unusable TLSA records ({unusable[0]})", name, ev)
+        )
     if len(records) == 1:
         findings.append(
             Finding(

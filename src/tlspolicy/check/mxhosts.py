@@ -74,7 +74,9 @@ def check_addresses(
     if failures:
         findings.append(_f(Status.ERROR, "; ".join(failures), ev, host, "mx.address"))
     elif not parts:
-        findings.append(_f(Status.ERROR, "no A or AAAA record: mail cannot reach it", ev, host, "mx.address"))
+        findings.append(
+            _f(Status.ERROR, "no A or AAAA record: mail cannot reach it", ev, host, "mx.address")
+        )
     else:
         if not addresses["IPv6"]:
             parts.append("no AAAA")
@@ -90,6 +92,10 @@ def _hosts(records: list[MxRecord]) -> list[str]:
 
 
 def _f(
-    status: Status, message: str, evidence: tuple[str, ...], subject: str = "", check: str = "mx.records"
+    status: Status,
+    message: str,
+    evidence: tuple[str, ...],
+    subject: str = "",
+    check: str = "mx.records",
 ) -> Finding:
     return Finding(Section.MX, check, status, message, subject, evidence)

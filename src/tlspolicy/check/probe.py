@@ -25,6 +25,7 @@ SMTP_PORT = 25
 MAX_REPLY_LINES = 100  # a longer reply is a broken or hostile server
 MAX_LINE_BYTES = 4096
 DEFAULT_HELO = "tlspolicy-check.invalid"
+_ENCODING_DER = 2  # _ssl.ENCODING_DER, for Certificate.public_bytes (CPython 3.10+)
 
 
 class _Failed(Exception):
@@ -58,10 +59,6 @@ class SmtpProber:
         collect = ssl.create_default_context()
         collect.check_hostname = False
         collect.verify_mode = ssl.CERT_NONE
-        for context in (verify, collect):
-            context.minimum_version = ssl.TLSVersion.TLSv1
-            with contextlib.suppress(ssl.SSLError):
-                context.set_ciphers("DEFAULT:@SECLEVEL=0")  # see what is offered, judge later
         self._verify = verify
         self._collect = collect
         self._timeout = timeout
@@ -148,7 +145,7 @@ def _session(writer: asyncio.StreamWriter) -> TlsSession:
     )
     if get_chain is not None:
         for cert in get_chain() or []:
-            chain.append(cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+            chain.append(cert if isinstance(cert, bytes) else cert.public_bytes(_ENCODING_DER))
     if not chain and ssl_object is not None:
         leaf = ssl_object.getpeercert(binary_form=True)
         if leaf:

@@ -39,8 +39,8 @@ def headline(report: Report) -> str:
 
 def render_human(report: Report, *, verbose: bool = False) -> str:
     counts = ", ".join(
-        f"{report.count(s)} {name}"
-        for s, name in ((Status.ERROR, "errors"), (Status.WARNING, "warnings"), (Status.OK, "ok"))
+        _plural(report.count(s), name)
+        for s, name in ((Status.ERROR, "error"), (Status.WARNING, "warning"), (Status.OK, "ok"))
     )
     lines = [headline(report), f"  ({counts})"]
     for section, findings in report.sections():
@@ -87,7 +87,10 @@ def render_monitoring(report: Report) -> str:
         text = f"{report.domain}: all checks passed"
     else:
         errors, warnings = report.count(Status.ERROR), report.count(Status.WARNING)
-        text = f"{report.domain}: {errors} errors, {warnings} warnings; {_line(report.first_fix, with_section=True)}"
+        first = _line(report.first_fix, with_section=True)
+        text = (
+            f"{report.domain}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}; {first}"
+        )
     perf = [
         f"'{c['host']}[{c['address']}]_days'={c['days_left']};{EXPIRY_WARNING_DAYS};0"
         for c in report.facts.get("certificates", [])
@@ -102,3 +105,7 @@ def _line(finding: Finding, *, with_section: bool = False) -> str:
         parts.append(finding.subject)
     parts.append(finding.message)
     return ": ".join(parts)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 or word == "ok" else f"{count} {word}s"

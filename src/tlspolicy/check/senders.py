@@ -43,7 +43,9 @@ def check_senders(
     if null_mx:
         return [_f("senders.postfix", Status.OK, f"{server}; the null MX tells senders not to try")]
     if verdict is Verdict.TEMP:
-        return [_f("senders.postfix", Status.ERROR, f"{server}: Postfix defers the mail ({reason})")]
+        return [
+            _f("senders.postfix", Status.ERROR, f"{server}: Postfix defers the mail ({reason})")
+        ]
     if verdict is Verdict.PERM:
         return [_f("senders.postfix", Status.ERROR, f"{server}: Postfix bounces ({reason})")]
     if verdict is Verdict.NONE:

@@ -62,13 +62,17 @@ def check_probe(
     leaf = infos[0] if infos else None
     problems: list[Finding] = []
     if tls.version not in MODERN_TLS:
-        problems.append(_f("smtp.protocol", Status.WARNING, f"{tls.version}: use TLS 1.2 or later", subject, ev))
-    if tls.verify_error:
+        problems.append(
+            _f("smtp.protocol", Status.WARNING, f"{tls.version}: use TLS 1.2 or later", subject, ev)
+        )
+    if tls.verify_error and not _about_validity(tls.verify_error):
         message = f"certificate chain not trusted ({trust_source}): {tls.verify_error}"
         problems.append(_f("smtp.chain", pkix_status, message, subject, ev))
     facts: dict[str, Any] | None = None
     if leaf is None:
-        problems.append(_f("smtp.certificate", Status.ERROR, "no parsable certificate", subject, ev))
+        problems.append(
+            _f("smtp.certificate", Status.ERROR, "no parsable certificate", subject, ev)
+        )
     else:
         if not name_matches(leaf.names, result.host):
             names = ", ".join(leaf.names) or "no names"
@@ -103,13 +107,19 @@ def _expiry(
     if now < not_before:
         return Status.ERROR, f"certificate is not valid before {not_before:%Y-%m-%d %H:%M} UTC"
     if now >= not_after:
-        return Status.ERROR, f"certificate expired on {not_after:%Y-%m-%d} ({-days} days ago)"
+        ago = f"{-days} day{'' if days == -1 else 's'} ago"
+        return Status.ERROR, f"certificate expired on {not_after:%Y-%m-%d} ({ago})"
     if days < EXPIRY_WARNING_DAYS:
         return (
             Status.WARNING,
             f"certificate expires in {days} days ({not_after:%Y-%m-%d}): renew it now",
         )
     return None
+
+
+def _about_validity(verify_error: str) -> bool:
+    """OpenSSL stops at an expired leaf; the expiry check below says it in days."""
+    return "expired" in verify_error or "not yet valid" in verify_error
 
 
 def _fail(result: ProbeResult, subject: str, evidence: tuple[str, ...]) -> Finding:
@@ -128,5 +138,7 @@ def _fail(result: ProbeResult, subject: str, evidence: tuple[str, ...]) -> Findi
     return _f(check, Status.ERROR, message, subject, evidence)
 
 
-def _f(check: str, status: Status, message: str, subject: str, evidence: tuple[str, ...]) -> Finding:
+def _f(
+    check: str, status: Status, message: str, subject: str, evidence: tuple[str, ...]
+) -> Finding:
     return Finding(Section.SMTP, check, status, message, subject, evidence)

@@ -32,7 +32,9 @@ def check_policy(text: str) -> tuple[Policy | None, list[Finding]]:
     except PolicySyntaxError as exc:
         where = f"line {exc.line}: " if exc.line else ""
         hint = _hint(exc, lines)
-        message = f"invalid policy: {where}{exc.why}{hint}: senders treat the domain as without MTA-STS"
+        message = (
+            f"invalid policy: {where}{exc.why}{hint}: senders treat the domain as without MTA-STS"
+        )
         return None, [_grammar(Status.ERROR, message, evidence), *findings]
     findings.insert(0, _grammar(Status.OK, f"valid ({len(lines)} lines)", evidence))
     findings.append(_mode(policy))
@@ -50,7 +52,7 @@ def check_policy(text: str) -> tuple[Policy | None, list[Finding]]:
         findings.append(
             Finding(
                 Section.STS_POLICY, "mta-sts-policy.max-age", Status.OK,
-                f"max_age {policy.max_age} s ({policy.max_age / ONE_DAY_S:g} days)",
+                f"max_age {policy.max_age} s ({_days(policy.max_age)})",
             )
         )  # fmt: skip
     return policy, findings
@@ -81,6 +83,11 @@ def check_coverage(policy: Policy, mx_hosts: Sequence[str]) -> list[Finding]:
                 )
             )  # fmt: skip
     return findings
+
+
+def _days(seconds: int) -> str:
+    days = seconds / ONE_DAY_S
+    return f"{days:g} day" if days == 1 else f"{days:g} days"
 
 
 def _split(text: str) -> list[str]:

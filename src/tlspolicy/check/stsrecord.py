@@ -25,9 +25,7 @@ def record_text(record: TxtRecord) -> str:
     return b"".join(record.strings).decode("utf-8", "backslashreplace")
 
 
-def check_sts_record(
-    name: str, answer: DnsAnswer
-) -> tuple[StsRecord | None, bool, list[Finding]]:
+def check_sts_record(name: str, answer: DnsAnswer) -> tuple[StsRecord | None, bool, list[Finding]]:
     """Judge the TXT RRset at ``_mta-sts.<domain>``.
 
     Returns:

@@ -17,7 +17,7 @@ from tlspolicy.tlsrpt.record import select_record
 
 def check_tlsrpt(name: str, answer: DnsAnswer) -> list[Finding]:
     records = [r for r in answer.records if isinstance(r, TxtRecord)]
-    evidence = tuple(f"TXT {record_text(r)!r}" for r in records) + (f"DNSSEC: {answer.status}",)
+    evidence = (*(f"TXT {record_text(r)!r}" for r in records), f"DNSSEC: {answer.status}")
     try:
         record = select_record(records)
     except RecordSyntaxError as exc:
@@ -28,11 +28,19 @@ def check_tlsrpt(name: str, answer: DnsAnswer) -> list[Finding]:
         if near:
             message = f"record {near[0]!r} is not 'v=TLSRPTv1;...': senders send no reports"
             return [_f(Status.ERROR, message, name, evidence)]
-        return [_f(Status.OK, "no TLSRPT record (optional: you get no failure reports)", name, evidence)]
+        return [
+            _f(Status.OK, "no TLSRPT record (optional: you get no failure reports)", name, evidence)
+        ]
     findings: list[Finding] = []
     for uri in record.unsupported:
         findings.append(
-            _f(Status.ERROR, f"rua {uri!r} is not usable: {_why(uri)}: no reports go there", name, evidence, "tlsrpt.rua")
+            _f(
+                Status.ERROR,
+                f"rua {uri!r} is not usable: {_why(uri)}: no reports go there",
+                name,
+                evidence,
+                "tlsrpt.rua",
+            )
         )
     if record.destinations:
         targets = ", ".join(d.uri for d in record.destinations)
@@ -41,8 +49,7 @@ def check_tlsrpt(name: str, answer: DnsAnswer) -> list[Finding]:
 
 
 def _why(uri: str) -> str:
-    scheme, _, rest = uri.partition(":")
-    scheme = scheme.lower()
+    scheme = uri.partition(":")[0].lower()
     if scheme == "mailto":
         return "not a mail address (mailto:user@domain)"
     if scheme == "https":
@@ -51,6 +58,10 @@ def _why(uri: str) -> str:
 
 
 def _f(
-    status: Status, message: str, subject: str, evidence: tuple[str, ...], check: str = "tlsrpt.record"
+    status: Status,
+    message: str,
+    subject: str,
+    evidence: tuple[str, ...],
+    check: str = "tlsrpt.record",
 ) -> Finding:
     return Finding(Section.TLSRPT, check, status, message, subject, evidence)

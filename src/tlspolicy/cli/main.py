@@ -17,12 +17,14 @@ from typing import Any
 from tlspolicy import __version__
 from tlspolicy.app import build_app, memory_cache
 from tlspolicy.cli import admin
+from tlspolicy.cli import check as check_cli
 from tlspolicy.cli import tlsrpt as tlsrpt_cli
 from tlspolicy.cli.explain import cached_view, explain_domain, print_explanation
 from tlspolicy.cli.serve import serve
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError, TlsPolicyError
 from tlspolicy.logsetup import setup_logging
+from tlspolicy.postfix import Severity, advise, read_postfix
 from tlspolicy.verdict import Verdict
 
 EXIT_FOUND = 0
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
 
+    check_cli.add_parser(sub)
     admin.add_parsers(sub)
     tlsrpt_cli.add_parsers(sub)
     return parser
@@ -76,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _run(serve(config, args.config))
         if args.command == "check-config":
-            print(f"{config.source}: OK")
-            return 0
+            return check_config(config)
+        if args.command == "check":
+            setup_logging("error", "text")  # the findings say it; no lookup log lines
+            return _run(check_cli.run(config, args))
         if args.command == "query":
             setup_logging("warning", "text")
             return _run(query(config, args.domain, args.map, as_json=args.json))
@@ -126,3 +131,22 @@ async def query(config: Config, key: str, map_name: str | None, *, as_json: bool
     if verdict == Verdict.PERM:
         return EXIT_CONFIG
     return EXIT_TEMPFAIL
+
+
+def check_config(config: Config) -> int:
+    """Print that the file is valid, then what the Postfix beside us needs of its maps.
+
+    Exit 1 when a map Postfix uses would make it defer mail (an ERROR piece of advice).
+    """
+    print(f"{config.source}: OK")
+    facts = (
+        read_postfix(config.postfix.postconf, config.postfix.config_directory)
+        if config.postfix.postconf
+        else None
+    )
+    if facts is None:
+        return 0
+    advice = advise(facts, config.maps)
+    for item in advice:
+        print(f"{item.severity.value}: {item.text}")
+    return 1 if any(a.severity is Severity.ERROR for a in advice) else 0

@@ -24,6 +24,7 @@ from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError
 from tlspolicy.logsetup import setup_logging
 from tlspolicy.metrics import Metrics
+from tlspolicy.postfix import Severity, advise, read_postfix
 from tlspolicy.privileges import chown_path, drop_privileges
 from tlspolicy.selfcheck import ResolverMonitor
 from tlspolicy.server.binding import Handoff, worker_handoff
@@ -120,6 +121,7 @@ class Runner:
             (time.monotonic() - started) * 1000,
         )
         systemd.notify_ready(f"listening on {', '.join(names)}")
+        self.tasks.append(asyncio.create_task(self._advise_postfix(), name="postfix-check"))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_event.set)
@@ -169,6 +171,19 @@ class Runner:
         host, _, port = listen.rpartition(":")
         where = await self.http.start(host.strip("[]"), int(port))
         log.info("metrics and health on http://%s/metrics and /healthz", where)
+
+    async def _advise_postfix(self) -> None:
+        """Log whether the maps the Postfix beside us uses fit its version (postfix.py)."""
+        cfg = self.config.postfix
+        if not cfg.postconf:
+            return
+        facts = await asyncio.to_thread(read_postfix, cfg.postconf, cfg.config_directory)
+        if facts is None:
+            log.debug("no postconf to ask (%s): Postfix version not checked", cfg.postconf)
+            return
+        levels = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}
+        for item in advise(facts, self.config.maps):
+            log.log(levels.get(item.severity, logging.ERROR), "%s", item.text)
 
     def _dns_trusted(self) -> bool:
         return self.monitor is None or not self.monitor.not_validating()
