@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import load, report, servers, system
+from bench import load, report, servers, system, workers
 from bench.lab import start_bench_lab
 from bench.scenarios import Bench, Options
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("startup", "cold", "hot", "backends", "memory", "temp")
+SCENARIOS = ("startup", "cold", "hot", "backends", "memory", "temp", "workers")
 NOTES = [
     "How it was measured:",
     "",
@@ -195,7 +195,11 @@ def main(argv: list[str]) -> int:
             if name not in opts.scenarios:
                 continue
             print(f"== {name}", flush=True)
-            step = {"cold": bench.cold_latency, "hot": bench.cold_and_hot}.get(name)
+            step = {
+                "cold": bench.cold_latency,
+                "hot": bench.cold_and_hot,
+                "workers": lambda: workers.run(bench),
+            }.get(name)
             try:
                 (step or getattr(bench, name))()
             except Exception as exc:  # a broken scenario must not lose the others' figures

@@ -92,8 +92,11 @@ def main(argv: list[str]) -> int:
         return 0
     from tests.fuzztargets import TARGETS  # noqa: PLC0415
 
-    parser = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fuzz",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", type=int, default=1_000_000, help="inputs per parser")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("parsers", nargs="*", help=f"some of: {', '.join(TARGETS)}")
@@ -108,8 +111,11 @@ def main(argv: list[str]) -> int:
             out = fuzz(name, args.runs, Path(tmp))
             out["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             results[name] = out
-            print(f"{name:<14} {out['inputs']:>9} inputs in {out['seconds']:>7} s"
-                  f"  ({out['per_second']}/s)  crashes {len(out['crashes'])}", flush=True)  # type: ignore[arg-type]
+            print(
+                f"{name:<14} {out['inputs']:>9} inputs in {out['seconds']:>7} s"
+                f"  ({out['per_second']}/s)  crashes {len(out['crashes'])}",
+                flush=True,
+            )  # type: ignore[arg-type]
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return 1 if any(r["crashes"] for r in results.values()) else 0

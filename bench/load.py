@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class Pass:
     server_cpu_s: float
     core_busy_s: float  # all CPU time spent on the server's core during the pass
     replies: Path | None = None
+    dns_queries: int | None = None  # what the resolver was asked during the pass
 
     @property
     def qps(self) -> float:
@@ -88,6 +90,11 @@ class Pass:
             "server_cpu_share": round(self.server_cpu_share, 3),
             "other_cpu_share_on_server_core": round(self.other_cpu_share, 3),
             "loadgen_cpu_share": self.raw["cpu_share"],
+            "retried": self.raw.get("retried", 0),
+            "dns_queries": self.dns_queries,
+            "dns_per_key": None
+            if self.dns_queries is None or not self.keys
+            else round(self.dns_queries / self.keys, 2),
         }
 
 
@@ -113,6 +120,7 @@ def run_load(
     duration: float,
     timeout_ms: int,
     replies: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Pass:
     """One pass: at most ``count`` requests (0: no limit) and at most ``duration`` seconds."""
     keys = sum(1 for line in keyfile.read_text().splitlines() if line)
@@ -128,6 +136,7 @@ def run_load(
         argv += ["-n", str(count)]
     if replies is not None:
         argv += ["-r", str(replies)]
+    argv += extra
     before = server.cpu_s()
     busy_before = core_busy_s(server_core)
     started = time.monotonic()

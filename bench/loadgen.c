@@ -15,6 +15,10 @@
  * by kind, errors and getrusage CPU time.  With -r FILE every reply is written as
  * "KEY<TAB>REPLY" lines, for checking answers after a cold pass.
  *
+ * With -R a connection that breaks (EOF, reset) with a request outstanding gets that request
+ * sent again once on a new connection, as Postfix's dict_sockmap does ("We retry a broken
+ * connection only once"); such retries are counted, not errors.  Used through restarts.
+ *
  * With -L it is instead the calibration server: it listens on -h/-p for -d seconds and answers
  * every request at once with one fixed OK reply, so the benchmark can show what the generator,
  * loopback TCP and the machine cost by themselves (the floor under any real server).
@@ -48,6 +52,7 @@ static const char *KIND_NAMES[K_KINDS] = {"OK", "NOTFOUND", "TEMP", "PERM", "TIM
 struct conn {
     int fd;
     int busy;              /* a request is outstanding */
+    int retried;           /* -R: the outstanding request was already re-sent once */
     size_t key_index;
     double sent_at;        /* monotonic seconds */
     char out[MAX_REQUEST + 32];
@@ -58,14 +63,14 @@ struct conn {
 
 static struct {
     const char *host, *map, *keyfile, *replies_path;
-    int port, connections, timeout_ms;
+    int port, connections, timeout_ms, retry;
     long count;
     double duration;
-} opt = {"127.0.0.1", "QUERY", NULL, NULL, 0, 1, 30000, 0, 10.0};
+} opt = {"127.0.0.1", "QUERY", NULL, NULL, 0, 1, 30000, 0, 0, 10.0};
 
 static char **keys;
 static size_t nkeys;
-static long issued, answered, timeouts, errors, reconnects;
+static long issued, answered, timeouts, errors, reconnects, retried;
 static long kinds[K_KINDS];
 static uint32_t *lat;      /* microseconds, one per answer */
 static size_t lat_cap;
@@ -149,6 +154,30 @@ static void reopen(struct conn *c) {
     if (open_conn(c) < 0) errors++;
 }
 
+static void flush_out(struct conn *c);
+
+/* A connection broke.  With -R an outstanding request is re-sent once on a new connection. */
+static void broken(struct conn *c) {
+    if (opt.retry && c->busy && !c->retried) {
+        size_t len = c->out_len;
+        close_conn(c);
+        if (open_conn(c) < 0) {
+            errors++;
+            return;
+        }
+        retried++;
+        c->busy = 1;
+        c->retried = 1;
+        c->out_len = len;
+        c->out_off = 0;
+        c->in_len = 0;
+        flush_out(c);
+        return;
+    }
+    if (c->busy) errors++;
+    reopen(c);
+}
+
 static void want_write(struct conn *c, int on) {
     struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
@@ -162,8 +191,7 @@ static void flush_out(struct conn *c) {
                 want_write(c, 1);
                 return;
             }
-            errors++;
-            reopen(c);
+            broken(c);
             return;
         }
         c->out_off += (size_t)w;
@@ -212,6 +240,7 @@ static void record(struct conn *c, const char *data, size_t len) {
     lat[answered++] = us > 4e9 ? 4000000000u : (uint32_t)us;
     if (replies) fprintf(replies, "%s\t%.*s\n", keys[c->key_index], (int)len, data);
     c->busy = 0;
+    c->retried = 0;
 }
 
 /* Parse complete netstrings in c->in; returns -1 on a framing error. */
@@ -255,8 +284,7 @@ static void on_readable(struct conn *c) {
         }
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (r < 0 && errno == EINTR) continue;
-        if (c->busy) errors++;                       /* closed with a request outstanding */
-        reopen(c);
+        broken(c);                                   /* closed with a request outstanding? */
         return;
     }
 }
@@ -345,16 +373,17 @@ static int respond(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen -p PORT -k KEYFILE [-h ADDR] [-m MAP] [-c CONNECTIONS]\n"
-            "               [-n COUNT] [-d SECONDS] [-t TIMEOUT_MS] [-r REPLIES_FILE]\n"
+            "               [-n COUNT] [-d SECONDS] [-t TIMEOUT_MS] [-r REPLIES_FILE] [-R]\n"
             "       loadgen -L -p PORT [-h ADDR] [-d SECONDS]   (calibration server)\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     int ch, serve = 0;
-    while ((ch = getopt(argc, argv, "Lh:p:m:k:c:n:d:t:r:")) != -1) {
+    while ((ch = getopt(argc, argv, "LRh:p:m:k:c:n:d:t:r:")) != -1) {
         switch (ch) {
         case 'L': serve = 1; break;
+        case 'R': opt.retry = 1; break;
         case 'h': opt.host = optarg; break;
         case 'p': opt.port = atoi(optarg); break;
         case 'm': opt.map = optarg; break;
@@ -452,7 +481,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < K_KINDS; k++)
         printf("%s\"%s\": %ld", k ? ", " : "", KIND_NAMES[k], kinds[k]);
     printf("}, \"timeouts\": %ld, \"errors\": %ld, \"unfinished\": %ld, \"reconnects\": %ld, "
-           "\"cpu_user_s\": %.4f, \"cpu_sys_s\": %.4f, \"cpu_share\": %.4f}\n",
-           timeouts, errors, unfinished, reconnects, user, sys, wall > 0 ? (user + sys) / wall : 0);
+           "\"retried\": %ld, \"cpu_user_s\": %.4f, \"cpu_sys_s\": %.4f, \"cpu_share\": %.4f}\n",
+           timeouts, errors, unfinished, reconnects, retried, user, sys,
+           wall > 0 ? (user + sys) / wall : 0);
     return 0;
 }

@@ -82,6 +82,9 @@ def load_rows(r: dict[str, Any], n: int) -> list[list[str]]:
             peer_note: str = NA) -> None:  # fmt: skip
         if ours is None and peer is None:
             return
+        per = [f"{p['dns_per_key']:g}" if p and p.get("dns_per_key") else NA for p in (ours, peer)]
+        if per != [NA, NA]:
+            name += f" (DNS q/domain {per[0]}" + ("" if per[1] == NA else f", peer {per[1]}") + ")"
         peer_cells = _pass_cells(peer) if peer is not None else [peer_note, NA, NA, NA]
         ratio = _ratio(None if ours is None else ours["qps"], None if peer is None else peer["qps"])
         cpu_ratio = _ratio(per_cpu_second(ours), per_cpu_second(peer))
@@ -202,6 +205,25 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def workers_lines(r: dict[str, Any]) -> list[str]:
+    """``server.workers`` 1 vs 2 (both cores shared) and the rolling restart under load."""
+    w = r.get("workers")
+    if not w:
+        return []
+    rows = []
+    for key, what in (("hot_w1_c64", "hot, 1 worker"), ("hot_w2_c64", "hot, 2 workers"),
+                      ("restart", "hot, 2 workers, rolling restart (loadgen -R)")):  # fmt: skip
+        p = w.get(key)
+        if p:
+            bad = p["timeouts"] + p["errors"] + p["unfinished"]
+            rows.append([what, "64", f"{p['qps']:,.0f}", _ms(p["lat_us"]["p99"]), str(bad),
+                         str(p.get("retried", 0)), f"{p['loadgen_cpu_share']:.0%}"])  # fmt: skip
+    lines = ["", f"Workers (`server.workers`; server and generator share both cores; 2 / 1 ="
+             f" {w.get('ratio_2_to_1', NA)}x):", ""]  # fmt: skip
+    head = ["pass", "C", "q/s", "p99", "failed", "retried (Postfix retry)", "loadgen CPU"]
+    return lines + _table(head, rows)
+
+
 def profile_lines(r: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for name, prof in r.get("profiles", {}).items():
@@ -241,6 +263,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _table(head, load_rows(r, n))
     lines += ["", "Startup and memory:", ""]
     lines += _table(["measure", "tlspolicy", PEER, "ours/peer"], memory_rows(r, n))
+    lines += workers_lines(r)
     lines += ["", "Targets (issue 6):", ""]
     lines += _table(["target", "measured", "met"], targets(r))
     lines += profile_lines(r)

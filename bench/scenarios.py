@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import fill, load, servers, system
+from bench import dnscount, fill, load, servers, system
 from bench.lab import BOGUS_CANARY, SECURE_CANARY, BenchLab, dane_domain, fill_domain, sts_domain
 
 IDLE_SETTLE_S = 2.0  # after the first answer, before idle RSS is read
@@ -110,10 +110,14 @@ class Bench:
     def cold(self, server: servers.ServerProcess, keyfile: Path, label: str, c: int) -> load.Pass:
         count = sum(1 for _ in keyfile.read_text().splitlines())
         replies = self.work / f"{label.replace(' ', '_')}-c{c}-{server.name}.replies"
-        return self.run(
+        asked = dnscount.resolver_queries(self.lab)
+        one = self.run(
             server, keyfile, label, c, count=count, duration=COLD_BOUND_S,
             timeout_ms=COLD_TIMEOUT_MS, replies=replies,
         )  # fmt: skip
+        one.dns_queries = dnscount.resolver_queries(self.lab) - asked
+        print(f"  {label}: {one.dns_queries / max(one.keys, 1):.2f} DNS queries per domain")
+        return one
 
     def hot(
         self, server: servers.ServerProcess, keyfile: Path, label: str, c: int

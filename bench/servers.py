@@ -202,10 +202,11 @@ def our_config(
     secure_canary: str,
     bogus_canary: str,
     mta_sts: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> Path:
     """A ``tlspolicy`` configuration: defaults except what the lab needs to be reachable."""
     config = {
-        "server": {"listen": [f"{LOOPBACK}:{port}"]},
+        "server": {"listen": [f"{LOOPBACK}:{port}"], **(server or {})},
         "dns": {
             "nameservers": [f"{nameserver[0]}:{nameserver[1]}"],
             "timeout": dns_timeout,

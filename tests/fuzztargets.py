@@ -9,6 +9,7 @@ a bug. Seeds and every crash the fuzzer found live in ``tests/fuzz_corpus/<parse
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -39,10 +40,7 @@ _CONFIG_FILE = _CONFIG_DIR / f"tlspolicy-fuzz-config-{os.getpid()}.yml"
 
 def _txt_strings(data: bytes) -> list[TxtRecord]:
     """NUL separates records, SOH separates the strings of one record (each <= 255 bytes)."""
-    return [
-        TxtRecord(tuple(s[:255] for s in rr.split(b"\x01")))
-        for rr in data.split(b"\x00")[:8]
-    ]
+    return [TxtRecord(tuple(s[:255] for s in rr.split(b"\x01"))) for rr in data.split(b"\x00")[:8]]
 
 
 def netstring(data: bytes) -> None:
@@ -70,19 +68,15 @@ def keys(data: bytes) -> None:
 
 def sts_txt(data: bytes) -> None:
     """MTA-STS TXT: one joined record, then the RRset selection."""
-    try:
+    with contextlib.suppress(RecordSyntaxError):
         sts_record.parse_record(data.decode("utf-8", "replace"))
-    except RecordSyntaxError:
-        pass
     sts_record.select_record(_txt_strings(data))
 
 
 def policy(data: bytes) -> None:
     """The MTA-STS policy body as bytes (it must be UTF-8) and as text."""
-    try:
+    with contextlib.suppress(PolicySyntaxError):
         sts_policy.parse_policy(data)
-    except PolicySyntaxError:
-        pass
     sts_policy.parse_policy(data.decode("utf-8", "replace"))
 
 
@@ -95,10 +89,8 @@ def tlsa(data: bytes) -> None:
 
 def tlsrpt_record(data: bytes) -> None:
     """TLSRPT TXT: one joined record, then the RRset selection."""
-    try:
+    with contextlib.suppress(RecordSyntaxError):
         rpt_record.parse_record(data.decode("utf-8", "replace"))
-    except RecordSyntaxError:
-        pass
     rpt_record.select_record(_txt_strings(data))
 
 

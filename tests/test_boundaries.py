@@ -39,6 +39,17 @@ PURE_MODULES = [
     "tlsrpt/report.py",
     "tlsrpt/mail.py",
     "tlsrpt/schedule.py",
+    "check/findings.py",
+    "check/session.py",
+    "check/stsrecord.py",
+    "check/stspolicy.py",
+    "check/mxhosts.py",
+    "check/certs.py",
+    "check/smtp.py",
+    "check/danematch.py",
+    "check/tlsrptrecord.py",
+    "check/senders.py",
+    "check/render.py",
 ]
 FORBIDDEN = {
     "asyncio", "aiohttp", "dns", "socket", "ssl", "sqlite3", "redis", "asyncpg",

@@ -16,6 +16,7 @@ from tlspolicy.dnsclient import ResolverClient, system_nameservers
 from tlspolicy.instrument import CountingDns, CountingFetcher
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.fetch import PolicyFetcher
+from tlspolicy.overrides.store import OverrideStore
 from tlspolicy.server.answers import Answerer
 from tlspolicy.service import PolicyService
 
@@ -66,14 +67,15 @@ async def build_app(
     )
     fetcher = CountingFetcher(policy_fetcher, metrics)
     cache_cfg = cache_config or config.cache
-    cache = PolicyCache(
-        open_backend(cache_cfg, recover=recover_cache),
-        hot_entries=cache_cfg.hot_entries,
-        hot_ttl=cache_cfg.hot_ttl,
-    )
+    backend = open_backend(cache_cfg, recover=recover_cache)
+    cache = PolicyCache(backend, hot_entries=cache_cfg.hot_entries, hot_ttl=cache_cfg.hot_ttl)
     if open_cache:
         await cache.open()
-    service = PolicyService(config, dns=dns, fetcher=fetcher, cache=cache, metrics=metrics)
+    # Overrides live in the same backend, re-read every hot_ttl (overrides.store).
+    overrides = OverrideStore(backend, config.overrides, interval=cache_cfg.hot_ttl)
+    service = PolicyService(
+        config, dns=dns, fetcher=fetcher, cache=cache, metrics=metrics, overrides=overrides
+    )
     return App(config, dns, policy_fetcher, cache, service, Answerer(service, metrics=metrics))
 
 

@@ -18,6 +18,7 @@ from tlspolicy.defaults import (
     DNS_UDP_SIZE,
     FETCH_BACKOFF_S,
 )
+from tlspolicy.overrides.model import Override
 from tlspolicy.tlsrpt.settings import TlsrptConfig
 
 
@@ -64,6 +65,7 @@ class MapProfile:
     tlsrpt: bool = False
     strict_testing: bool = False
     servername: bool = True
+    shadow: bool = False  # decide, log and count, but answer NOTFOUND (main.cf applies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,7 @@ class Config:
     source: str = "<defaults>"
     tlsrpt: TlsrptConfig = field(default_factory=TlsrptConfig)
     postfix: PostfixConfig = field(default_factory=PostfixConfig)
+    overrides: tuple[Override, ...] = ()  # ``overrides:``, for those who keep policy in git
 
     def profile(self, name: str) -> MapProfile | None:
         found = self.maps.get(name)

@@ -7,7 +7,9 @@ taken instead of looking up again. Results are merged into the cache entry (DANE
 never stored, and nothing is stored while ``dns_trusted()`` says the resolver is known not
 to validate: such answers make every domain look unsigned and would outlive the repair),
 counted, and an MTA-STS ``enforce`` policy that stops being enforced is
-logged as a downgrade. Callers await the tasks through ``shielded``: a caller that gives up
+logged as a downgrade. Here both branches meet, so drift (``drift``: an enforce policy that
+does not cover a current MX host, a dane-only domain whose MX turned insecure) is logged at
+warning once per change and counted. Callers await the tasks through ``shielded``: a caller that gives up
 (time-out, disconnect) must not cancel a lookup that others wait for, nor lose its result.
 """
 
@@ -25,6 +27,7 @@ from tlspolicy.config import Config
 from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneLevel, DaneResult
 from tlspolicy.dnsclient import DnsClient
+from tlspolicy.drift import new_drift
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher, refresh_sts
 from tlspolicy.mtasts.policy import Mode
@@ -145,7 +148,11 @@ class BranchLookups:
     ) -> None:
         if self.on_stored is not None:
             self.on_stored(domain)  # answers derived from the old data no longer hold
-        await self.coordinator.merge(domain, dane=dane, sts=sts)
+        old = await self.coordinator.cache.get(domain)
+        new = await self.coordinator.merge(domain, dane=dane, sts=sts)
+        for drift in new_drift(old, new):
+            self.metrics.drift(drift.kind)
+            log.warning("%s: policy drift: %s", domain, drift.detail)
 
     async def aclose(self) -> None:
         pending = list(self._inflight.values())

@@ -25,6 +25,7 @@ class Memo:
     kind: str  # the metric answer label
     domain: str
     until: float
+    shadow_kind: str = ""  # a shadow map's reply: the kind it would have sent
 
 
 class AnswerMemo:

@@ -27,7 +27,9 @@ from tlspolicy import __version__
 
 OTHER = "other"  # the bucket for any label value outside its fixed set
 
-ANSWERS = ("dane-only", "dane", "secure", "notfound", "temp", "perm")
+ANSWERS = ("dane-only", "dane", "secure", "notfound", "temp", "perm", "may", "encrypt", "none")
+OVERRIDE_STATES = ("active", "expired")
+DRIFT_KINDS = ("mta_sts", "dane")
 CACHE_LAYERS = ("hot", "backend")
 REFRESH_OUTCOMES = ("success", "failure", "skipped")
 DOWNGRADE_KINDS = ("dane", "mta_sts")
@@ -113,6 +115,9 @@ class MetricsSink(Protocol):
     def set_cache_entries_source(self, fn: Callable[[], float]) -> None: ...
     def set_resolver_validating(self, ok: bool) -> None: ...
     def set_cache_backend_up(self, ok: bool) -> None: ...
+    def override(self, state: str) -> None: ...
+    def shadow(self, answer: str) -> None: ...
+    def drift(self, kind: str) -> None: ...
 
 
 class Metrics:
@@ -187,6 +192,7 @@ class Metrics:
             "tlspolicy_cache_backend_up", "1 when the cache backend answers", registry=r
         )
         self._bind_tlsrpt(r)
+        self._bind_operator(r)
         build = Gauge(
             "tlspolicy_build_info", "Always 1; the version is a label", ["version"], registry=r
         )
@@ -289,6 +295,39 @@ class Metrics:
 
     # --- TLSRPT (tlsrpt/sink.py TlsrptMetricsSink) ----------------------------------
 
+    def _bind_operator(self, r: CollectorRegistry) -> None:
+        """Overrides, shadow mode and drift (issue 14): fixed label sets, no domains."""
+        overrides = Counter(
+            "tlspolicy_override_answers_total",
+            "Queries an operator override matched, by state (expired: ignored, looked up)",
+            ["state"],
+            registry=r,
+        )
+        self._override_children = {s: overrides.labels(state=s) for s in (*OVERRIDE_STATES, OTHER)}
+        shadow = Counter(
+            "tlspolicy_shadow_answers_total",
+            "What shadow maps would have answered (they answer NOTFOUND)",
+            ["answer"],
+            registry=r,
+        )
+        self._shadow_children = {a: shadow.labels(answer=a) for a in (*ANSWERS, OTHER)}
+        drift = Counter(
+            "tlspolicy_policy_drift_total",
+            "Cached enforcing policies that stopped covering the current MX hosts, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self._drift_children = {k: drift.labels(kind=k) for k in (*DRIFT_KINDS, OTHER)}
+
+    def override(self, state: str) -> None:
+        self._override_children.get(state, self._override_children[OTHER]).inc()
+
+    def shadow(self, answer: str) -> None:
+        self._shadow_children.get(answer, self._shadow_children[OTHER]).inc()
+
+    def drift(self, kind: str) -> None:
+        self._drift_children.get(kind, self._drift_children[OTHER]).inc()
+
     def _bind_tlsrpt(self, r: CollectorRegistry) -> None:
         datagrams = Counter(
             "tlspolicy_tlsrpt_datagrams_total",
@@ -375,6 +414,15 @@ class NullMetrics:
         return None
 
     def set_cache_backend_up(self, ok: bool) -> None:
+        return None
+
+    def override(self, state: str) -> None:
+        return None
+
+    def shadow(self, answer: str) -> None:
+        return None
+
+    def drift(self, kind: str) -> None:
         return None
 
     def tlsrpt_datagrams(self, outcome: str, n: int = 1) -> None:

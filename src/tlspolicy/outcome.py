@@ -20,6 +20,7 @@ class Source(StrEnum):
 
     CACHE = "cache"  # cached data alone (the plan answered)
     LIVE = "live"  # at least one lookup ran for it
+    OVERRIDE = "override"  # an operator override decided, before any lookup
     NO_LOOKUP = "no-lookup"  # the key is not a domain to look up (IP literal, parent probe)
     UNKNOWN_MAP = "unknown-map"  # the map name is not configured
     TIMEOUT = "timeout"  # no decision within server.request_timeout

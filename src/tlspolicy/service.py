@@ -28,18 +28,22 @@ from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import Config, MapProfile
 from tlspolicy.dane.result import DaneLevel
 from tlspolicy.dnsclient import DnsClient
-from tlspolicy.errors import ProtocolError
 from tlspolicy.lookups import BranchLookups, shielded
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.state import StsState, sts_view
 from tlspolicy.outcome import Outcome, Resolution, Source
+from tlspolicy.overrides.book import OverrideMatch, OverrideState, override_decision, weakens
+from tlspolicy.overrides.store import OverrideStore
 from tlspolicy.plan import CachePlan, PlanSettings, StsStep, decide_live, plan_answer
 from tlspolicy.refresh import RefreshAhead
 from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.verdict import Decision, Verdict
 
 log = logging.getLogger("tlspolicy.service")
+
+# An override that weakens a DANE/MTA-STS domain is logged at most this often per domain.
+WEAKENING_LOG_INTERVAL_S = 60.0
 
 
 class PolicyService:
@@ -52,6 +56,7 @@ class PolicyService:
         cache: PolicyCache,
         clock: Callable[[], float] = time.time,
         metrics: MetricsSink = NULL_METRICS,
+        overrides: OverrideStore | None = None,
     ) -> None:
         self.config = config
         self.settings = PlanSettings.from_config(config)
@@ -76,13 +81,21 @@ class PolicyService:
             clock=clock,
             metrics=metrics,
         )
+        self.overrides = overrides or OverrideStore(None, config.overrides)
+        self.overrides.on_change.append(lambda: self._stored(""))
+        # Overrides that weaken a DANE/MTA-STS domain: domain -> (what, last warning time).
+        self.weakening: dict[str, tuple[str, float]] = {}
+        self._expired_logged: set[tuple[str, float | None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the background work: refresh-ahead and cache maintenance."""
+        """Start the background work: refresh-ahead, cache maintenance, override re-reads."""
+        if self.overrides.backend is not None:
+            await self.overrides.load()
+            self._spawn(self.overrides.run(), "override-reload")
         if self.config.cache.refresh_ahead:
             self._spawn(self.refresh.run(), "refresh-ahead")
         self._spawn(self.cache.run_maintenance(), "cache-maintenance")
@@ -91,6 +104,7 @@ class PolicyService:
         """Take new maps/timeouts (SIGHUP); backends and listeners stay as they are."""
         self.config = self.lookups.config = config
         self.settings = PlanSettings.from_config(config)
+        self.overrides.set_configured(config.overrides)
         for listener in self.on_stored:
             listener("")
 
@@ -114,15 +128,20 @@ class PolicyService:
     # --- answering ---------------------------------------------------------------------
 
     async def answer(self, name: str, key: str) -> Outcome:
-        """The outcome of one socketmap request. Raises only ``ProtocolError``."""
+        """The outcome of one socketmap request; never raises (internal errors are TEMP)."""
         profile = self.config.profile(name)
         if profile is None:
             return Outcome(Decision(Verdict.PERM, "", f"unknown map {name}"), Source.UNKNOWN_MAP)
-        parsed = normalize_key(key)  # may raise ProtocolError: the server closes
+        parsed = normalize_key(key)
         if parsed.domain is None:
             log.debug("%s %r: NOTFOUND (%s)", name, key, parsed.why)
             return Outcome(Decision(Verdict.NONE, "", parsed.why), Source.NO_LOOKUP)
         domain = parsed.domain
+        match = self.overrides.find(domain, self.clock())
+        if match is not None:
+            overridden = await self._override(domain, match)
+            if overridden is not None:
+                return overridden
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.server.request_timeout):
@@ -133,8 +152,6 @@ class PolicyService:
             return Outcome(
                 Decision(Verdict.TEMP, domain, "policy lookup timed out"), Source.TIMEOUT, domain
             )
-        except ProtocolError:
-            raise
         except Exception:
             log.exception("%s: internal error", domain)
             return Outcome(Decision(Verdict.TEMP, domain, "internal error"), Source.ERROR, domain)
@@ -147,6 +164,62 @@ class PolicyService:
         else:
             log.debug("%s: %s from cache", domain, decision.verdict.value)
         return Outcome(decision, resolution.source, domain, resolution.reusable_until)
+
+    async def _override(self, domain: str, match: OverrideMatch) -> Outcome | None:
+        """The outcome an operator override decides (None: look up as usual), logged and
+        counted; an expired one is logged once and ignored."""
+        override, now = match.override, self.clock()
+        self.metrics.override(match.state.value)
+        if match.state is OverrideState.EXPIRED:
+            if (override.domain, override.until) not in self._expired_logged:
+                self._expired_logged.add((override.domain, override.until))
+                log.info(
+                    "%s: override %s expired at %s; looking up again",
+                    domain,
+                    override.postfix_level,
+                    override.describe_until(),
+                )
+            return None
+        decision = override_decision(match, domain)
+        if decision is None:
+            return None
+        what = weakens(override, await self.cache.get(domain))
+        if what is not None:
+            _, warned = self.weakening.get(domain, ("", 0.0))
+            if now - warned >= WEAKENING_LOG_INTERVAL_S:
+                log.warning(
+                    "%s: override %s weakens %s (reason: %s; until %s)",
+                    domain,
+                    override.postfix_level,
+                    what,
+                    override.reason or "none given",
+                    override.describe_until(),
+                )
+                warned = now
+            self.weakening[domain] = (what, warned)
+        log.info(
+            "%s: %s by override (reason: %s; until %s)",
+            domain,
+            override.postfix_level,
+            override.reason or "none given",
+            override.describe_until(),
+        )
+        until = now + self.settings.hot_ttl
+        if override.until is not None:
+            until = min(until, override.until)
+        return Outcome(decision, Source.OVERRIDE, domain, until)
+
+    def weakening_overrides(self) -> list[dict[str, Any]]:
+        """Active overrides seen weakening a DANE or MTA-STS enforce domain (/healthz)."""
+        now, listed = self.clock(), []
+        for domain, (what, _) in sorted(self.weakening.items()):
+            match = self.overrides.find(domain, now)
+            if match is None or override_decision(match, domain) is None:
+                continue
+            item = match.override.to_json()
+            item.update(domain=domain, weakens=what, until=match.override.describe_until())
+            listed.append(item)
+        return listed
 
     # --- resolution --------------------------------------------------------------------
 

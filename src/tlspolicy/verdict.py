@@ -19,6 +19,7 @@ from tlspolicy.config import MapProfile
 from tlspolicy.dane.result import DaneLevel, DaneResult
 from tlspolicy.mtasts.policy import Mode, Policy
 from tlspolicy.mtasts.state import StsView
+from tlspolicy.overrides.model import Override
 
 
 class Verdict(StrEnum):
@@ -28,6 +29,10 @@ class Verdict(StrEnum):
     NONE = "notfound"
     TEMP = "temp"
     PERM = "perm"
+    # Only an operator override answers these (``overrides.book``).
+    MAY = "may"
+    ENCRYPT = "encrypt"
+    NO_TLS = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,7 @@ class Decision:
     domain: str
     reason: str
     policy: Policy | None = None  # the MTA-STS policy behind a SECURE verdict
+    override: Override | None = None  # the operator override that decided, if one did
 
 
 def decide_dane_first(

@@ -4,7 +4,10 @@
 ``tlspolicy serve`` on the host (lab config, map ``QUERYwithTLSRPT``), the namespace with
 Postfix's overlay root, forwarders for DNS (namespace 127.0.0.1:53 -> lab Unbound) and the
 socketmap (namespace 127.0.0.1:PORT -> the server), the MX sinks, a ``DatagramCapture`` on
-Postfix's TLSRPT socket, and Postfix. Everything stops in reverse order.
+Postfix's TLSRPT socket, and Postfix. Everything stops in reverse order. With ``smtpd=True``
+Postfix's smtpd listens on the namespace's 127.0.0.1:25, reached from the host through an
+inward ``Forwarder`` at ``PostfixLab.smtp_address`` (for the reporter's submissions);
+``settings`` and ``master_cf`` go to ``Postfix310.configure``.
 
 ``DatagramCapture`` reads the TLSRPT datagrams in a thread (the kernel queues only
 ``net.unix.max_dgram_qlen`` of them, 10 by default, and libtlsrpt never waits). ``barrier``
@@ -19,7 +22,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from typing import Any
 from tests.integration.server import ServerProcess
 from tests.lab.mxsinks import MxSinks
 from tests.lab.netns import Forwarder
+from tests.lab.netutil import LOOPBACK
 from tests.lab.postfix import socketmap_inet
 from tests.lab.postfix310 import Delivery, Postfix310
 from tests.lab.scenario import Lab
@@ -36,6 +40,7 @@ from tests.lab.trixie import ensure_root
 MAP_NAME = "QUERYwithTLSRPT"
 BARRIER = b'{"lab-barrier": %d}'
 WAIT_S = 10.0
+SMTPD_PORT = 25  # Postfix's smtpd inside the namespace, when started with smtpd=True
 RECEIVE_BYTES = 65536
 
 
@@ -116,6 +121,7 @@ class PostfixLab:
     capture: DatagramCapture
     server: ServerProcess
     addresses: dict[str, str]  # sink host -> its 127.0.0.x
+    smtp_address: tuple[str, int] | None = None  # host side of Postfix's smtpd (smtpd=True)
 
     def deliver(self, domain: str) -> tuple[Delivery, list[dict[str, Any]]]:
         """Send one message to a fresh recipient at ``domain``; its fate and new datagrams."""
@@ -136,7 +142,14 @@ def host_address(lab: Lab, host: str) -> str:
 
 
 @contextlib.contextmanager
-def start_postfix_lab(lab: Lab, workdir: Path) -> Iterator[PostfixLab]:
+def start_postfix_lab(
+    lab: Lab,
+    workdir: Path,
+    *,
+    settings: Sequence[str] = (),
+    master_cf: str = "",
+    smtpd: bool = False,
+) -> Iterator[PostfixLab]:
     root = ensure_root()
     with contextlib.ExitStack() as stack:
         (workdir / "server").mkdir()
@@ -169,7 +182,15 @@ def start_postfix_lab(lab: Lab, workdir: Path) -> Iterator[PostfixLab]:
             policy_map=socketmap_inet("127.0.0.1", server.port, MAP_NAME),
             ca_pem=lab.ca_file.read_bytes(),
             static={domain: answer for domain, (_, answer) in EXPERIMENTS.items()},
+            settings=settings,
+            master_cf=master_cf,
+            smtpd=smtpd,
         )
+        smtp_address = None
+        if smtpd:
+            inward = Forwarder(ns, (LOOPBACK, 0), (LOOPBACK, SMTPD_PORT), inward=True)
+            stack.callback(inward.start().stop)
+            smtp_address = inward.address
         postfix.start()
         stack.callback(postfix.master.stop)  # first: no delivery meets a stopped sink
-        yield PostfixLab(lab, postfix, sinks, capture, server, addresses)
+        yield PostfixLab(lab, postfix, sinks, capture, server, addresses, smtp_address)

@@ -5,6 +5,11 @@ Postfix namespace). The ``rpt-*`` hosts of ``smtpcases`` are served there too.
 
   chk-dane.lab        MX mx.chk-dane.lab: lab-CA certificate, TLSA 3 1 1 of its key plus a
                       3 1 1 of the next key (a rollover partner), TLSRPT: all green
+  chk-danta.lab       MX mx.chk-danta.lab: lab-CA certificate sent with the CA (a full chain);
+                      TLSA 2 0 1 placeholders (a test puts the lab CA's digest in at runtime:
+                      the CA is made after the catalogue)
+  chk-v6.lab          MX mx.chk-v6.lab with A 127.0.0.x (a sink) and AAAA ::1 (nothing listens
+                      there: the IPv6 address is refused), MTA-STS enforce, TLSRPT
   chk-soon.lab        MTA-STS enforce, MX mx.chk-soon.lab whose certificate expires in
                       ``SOON_DAYS`` days
   chk-badrua.lab      MTA-STS enforce, MX mx.rpt-sts.lab, TLSRPT rua=mailto:without-at-sign
@@ -41,9 +46,16 @@ class CheckSink:
 
     host: str
     days: int = 30
+    chain: bool = False  # send the CA certificate after the leaf
 
 
-CHECK_SINKS = (CheckSink("mx.chk-dane.lab"), CheckSink("mx.chk-soon.lab", days=SOON_DAYS))
+CHECK_SINKS = (
+    CheckSink("mx.chk-dane.lab"),
+    CheckSink("mx.chk-soon.lab", days=SOON_DAYS),
+    CheckSink("mx.chk-danta.lab", chain=True),
+    CheckSink("mx.chk-v6.lab"),
+)
+IPV6_LOOPBACK = "::1"
 
 
 def _key() -> tuple[bytes, bytes]:
@@ -73,6 +85,20 @@ def add_check_cases(cat: Catalogue) -> None:
     )
     cat.mx("chk-dane.lab", "mx.chk-dane.lab")
     cat.add("_smtp._tls.chk-dane.lab", "TXT", tlsrpt_txt())
+
+    pem, _ = _key()
+    cat.mx_keys["mx.chk-danta.lab"] = pem
+    cat.host("mx.chk-danta.lab", *(tlsa_value(2, 0, 1, os.urandom(32)) for _ in range(2)))
+    cat.mx("chk-danta.lab", "mx.chk-danta.lab")
+    cat.add("_smtp._tls.chk-danta.lab", "TXT", tlsrpt_txt())
+
+    pem, _ = _key()
+    cat.mx_keys["mx.chk-v6.lab"] = pem
+    cat.host("mx.chk-v6.lab")
+    cat.add("mx.chk-v6.lab", "AAAA", IPV6_LOOPBACK)
+    cat.mx("chk-v6.lab", "mx.chk-v6.lab")
+    cat.sts("chk-v6.lab", Behavior(body=sts_body("enforce", ["mx.chk-v6.lab"])))
+    cat.add("_smtp._tls.chk-v6.lab", "TXT", tlsrpt_txt())
 
     pem, _ = _key()
     cat.mx_keys["mx.chk-soon.lab"] = pem

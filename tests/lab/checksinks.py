@@ -2,9 +2,10 @@
 
 Every host of ``smtpcases.SINKS`` and ``checkcases.CHECK_SINKS`` listens at its lab address
 (127.0.0.x, from the lab DNS) on one free port shared by all, which ``check --port`` is then
-given; nothing listens outside 127.0.0.0/8. Certificates are made from the catalogue's keys
-(so the TLSA records match), per ``SinkKind`` as in ``mxsinks``, and with the lifetimes
-``CheckSink`` asks for. One asyncio loop in a thread serves them all.
+given; nothing listens outside 127.0.0.0/8 (a host's AAAA, such as ``mx.chk-v6.lab``'s ::1,
+gets no listener: a refused IPv6 address next to a good IPv4 one). Certificates are made
+from the catalogue's keys (so the TLSA records match), per ``SinkKind`` as in ``mxsinks``,
+and with the lifetimes ``CheckSink`` asks for. One asyncio loop in a thread serves them all.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.lab.scenario import Lab
 from tests.lab.smtpcases import SINKS, WRONG_MX_NAME, SinkKind
 
 BIND_ATTEMPTS = 5
+LISTEN_NETWORK = ipaddress.ip_network("127.0.0.0/8")
 START_TIMEOUT_S = 10.0
 
 
@@ -43,6 +45,7 @@ class Spec:
     issuer: str = "lab"
     days: int = 30  # validity left; negative: expired that many days ago
     starttls: bool = True
+    chain: bool = False  # send the issuing CA's certificate after the leaf
 
 
 def specs() -> list[Spec]:
@@ -57,7 +60,7 @@ def specs() -> list[Spec]:
         days = -1 if sink.kind is SinkKind.EXPIRED else 30
         starttls = sink.kind is not SinkKind.NO_STARTTLS
         out.append(Spec(sink.host, name, issuer, days, starttls))
-    out += [Spec(s.host, s.host, "lab", s.days) for s in CHECK_SINKS]
+    out += [Spec(s.host, s.host, "lab", s.days, chain=s.chain) for s in CHECK_SINKS]
     return out
 
 
@@ -102,7 +105,7 @@ class CheckSinks:
         self.dir = workdir
         self.lab = lab
         self.port = 0
-        self.addresses: dict[str, str] = {}
+        self.addresses: dict[str, list[str]] = {}  # host -> its A (and AAAA) addresses
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="chk-sinks", daemon=True
@@ -116,7 +119,10 @@ class CheckSinks:
         issuer = {"lab": https.ca, "untrusted": https.untrusted_ca}.get(spec.issuer)
         key = self.lab.catalogue.mx_keys[spec.host]
         cert_file, key_file = self.dir / f"{spec.host}.crt", self.dir / f"{spec.host}.key"
-        cert_file.write_bytes(certificate(key, spec.name, issuer, spec.days))
+        pem = certificate(key, spec.name, issuer, spec.days)
+        if spec.chain and issuer is not None:
+            pem += issuer.cert_pem.bytes()
+        cert_file.write_bytes(pem)
         key_file.write_bytes(key)
         key_file.chmod(0o600)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -130,9 +136,9 @@ class CheckSinks:
             sockets: list[socket.socket] = []
             port = 0
             try:
-                for address in self.addresses.values():
-                    if not ipaddress.ip_address(address).is_loopback:
-                        raise RuntimeError(f"refusing to listen on non-loopback {address}")
+                for address in (a for addresses in self.addresses.values() for a in addresses):
+                    if ipaddress.ip_address(address) not in LISTEN_NETWORK:
+                        raise RuntimeError(f"refusing to listen outside 127.0.0.0/8: {address}")
                     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                     sockets.append(sock)
                     sock.bind((address, port))
@@ -153,18 +159,20 @@ class CheckSinks:
             found = self.lab.dns.get(spec.host, "A")
             if found is None:
                 raise KeyError(f"no A record for {spec.host}")
-            self.addresses[spec.host] = found[1][0]
+            self.addresses[spec.host] = found[1][:1]  # IPv4 only: we listen in 127.0.0.0/8
         sockets = self._bind()
         self._thread.start()
-        for spec, sock in zip(all_specs, sockets, strict=True):
+        listening = iter(sockets)
+        for spec in all_specs:
             ctx = self._context(spec)
 
             def factory(host: str = spec.host, c: ssl.SSLContext | None = ctx) -> SMTP:
                 return SMTP(_Handler(), hostname=host, tls_context=c, timeout=30)
 
-            coro = self._loop.create_server(factory, sock=sock)
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-            self._servers.append(future.result(START_TIMEOUT_S))
+            for _ in self.addresses[spec.host]:
+                coro = self._loop.create_server(factory, sock=next(listening))
+                future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+                self._servers.append(future.result(START_TIMEOUT_S))
 
     def stop(self) -> None:
         async def close(servers: list[asyncio.AbstractServer]) -> None:

@@ -14,7 +14,9 @@ exchange runs in its own thread. Modes (``Mode``):
 * ``wrong_source_then_answer``: a forged NXDOMAIN from another port of the resolver's
   address, then the real answer;
 * ``truncated_no_tcp``: an empty TC=1 reply over UDP, and TCP connections are reset;
-* ``truncated_tcp_stalls``: TC=1 over UDP; over TCP the query is read and never answered.
+* ``truncated_tcp_stalls``: TC=1 over UDP; over TCP the query is read and never answered;
+* ``rebind``: A answers with TTL 0, every second one naming ``REBIND_ADDRESS`` instead (a
+  DNS-rebinding host: whoever resolves twice connects somewhere else the second time).
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
+import dns.rdatatype
 
 from tests.lab.netutil import LOOPBACK, free_port
 
 UPSTREAM_TIMEOUT_S = 5.0
+REBIND_ADDRESS = "127.0.0.66"  # nothing listens there
 
 
 class Mode(StrEnum):
@@ -47,6 +52,7 @@ class Mode(StrEnum):
     WRONG_SOURCE_THEN_ANSWER = "wrong_source_then_answer"
     TRUNCATED_NO_TCP = "truncated_no_tcp"
     TRUNCATED_TCP_STALLS = "truncated_tcp_stalls"
+    REBIND = "rebind"
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -68,6 +74,7 @@ class FakeResolver:
         self.mode = mode
         self.port = 0
         self.faulted = 0  # questions that got the fault
+        self.a_answers = 0  # A answers given in rebind mode
         self._stop = threading.Event()
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -150,6 +157,8 @@ class FakeResolver:
             reply.flags |= dns.flags.TC
             return [(reply.to_wire(), self._udp)]
         real = self._upstream_udp(wire)
+        if mode is Mode.REBIND:
+            return [(self._rebind(real), self._udp)]
         if mode in (Mode.GARBAGE, Mode.GARBAGE_THEN_ANSWER):
             first = wire[:2] + os.urandom(40)  # the right ID, then noise
         elif mode in (Mode.WRONG_ID, Mode.WRONG_ID_THEN_ANSWER):
@@ -161,6 +170,20 @@ class FakeResolver:
         if mode in (Mode.GARBAGE, Mode.WRONG_ID):
             return [(first, self._udp)]
         return [(first, self._udp), (real, self._udp)]
+
+    def _rebind(self, real: bytes) -> bytes:
+        reply = dns.message.from_wire(real)
+        if reply.question[0].rdtype != dns.rdatatype.A:
+            return real
+        with self._lock:
+            self.a_answers += 1
+            swap = self.a_answers % 2 == 0
+        for rrset in reply.answer:
+            rrset.ttl = 0
+            if swap and rrset.rdtype == dns.rdatatype.A:
+                rrset.clear()
+                rrset.add(dns.rdata.from_text("IN", "A", REBIND_ADDRESS))
+        return reply.to_wire()
 
     # TCP ------------------------------------------------------------------------------
 

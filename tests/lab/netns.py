@@ -9,6 +9,8 @@ port 25; neither may touch the host. So it runs in a namespace of its own (``uns
   sinks) can listen there while everything else of theirs stays on the host;
 * ``Forwarder`` relays UDP and TCP from an address in the namespace to a host loopback
   service (the lab's Unbound, our socketmap server). No veth, no host routing change.
+  With ``inward=True`` it relays TCP the other way: from a host loopback port to a service
+  inside the namespace (Postfix's smtpd on port 25), connecting with ``LabNamespace.connect``.
 
 The namespace's ``lo`` is up with the whole 127.0.0.0/8, plus ``EXTRA_ADDRESS``: glibc's
 ``getaddrinfo`` with ``AI_ADDRCONFIG`` finds no address family without a non-loopback one.
@@ -101,6 +103,33 @@ class LabNamespace:
             )
         return done
 
+    def connect(self, address: tuple[str, int], *, timeout: float) -> socket.socket:
+        """A TCP connection to ``address`` made from inside the namespace."""
+        result: list[socket.socket] = []
+        errors: list[BaseException] = []
+
+        def create() -> None:
+            try:
+                if _LIBC.setns(self.net_fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNET) failed")
+                result.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            except BaseException as exc:  # re-raised in the caller
+                errors.append(exc)
+
+        thread = threading.Thread(target=create, name="netns-connect")
+        thread.start()
+        thread.join()
+        if errors:
+            raise errors[0]
+        sock = result[0]  # it stays in the namespace: connect from this thread
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     def socket(self, kind: socket.SocketKind, address: tuple[str, int]) -> socket.socket:
         """A socket bound to ``address`` inside the namespace (listening if TCP)."""
         result: list[socket.socket] = []
@@ -134,7 +163,10 @@ class LabNamespace:
 
 
 class Forwarder:
-    """Relays TCP (and UDP if asked) from ``listen`` in the namespace to ``target`` on the host."""
+    """Relays TCP (and UDP if asked) from ``listen`` in the namespace to ``target`` on the host.
+
+    ``inward``: TCP only, from ``listen`` on the host to ``target`` inside the namespace.
+    """
 
     def __init__(
         self,
@@ -143,10 +175,22 @@ class Forwarder:
         target: tuple[str, int],
         *,
         udp: bool = False,
+        inward: bool = False,
     ) -> None:
+        if inward and udp:
+            raise ValueError("an inward forwarder relays TCP only")
         self.target = target
+        self._ns = ns
+        self._inward = inward
         self._stop = threading.Event()
-        self._tcp = ns.socket(socket.SOCK_STREAM, listen)
+        if inward:
+            self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._tcp.bind(listen)
+            self._tcp.listen(64)
+        else:
+            self._tcp = ns.socket(socket.SOCK_STREAM, listen)
+        self.address: tuple[str, int] = self._tcp.getsockname()[:2]  # port 0: the one bound
         self._udp = ns.socket(socket.SOCK_DGRAM, listen) if udp else None
         self._threads = [threading.Thread(target=self._run, name="netns-forward", daemon=True)]
 
@@ -197,7 +241,10 @@ class Forwarder:
     def _pump(self, conn: socket.socket) -> None:
         """Copy both ways until either side closes."""
         with conn, contextlib.suppress(OSError):
-            upstream = socket.create_connection(self.target, timeout=5.0)
+            if self._inward:
+                upstream = self._ns.connect(self.target, timeout=5.0)
+            else:
+                upstream = socket.create_connection(self.target, timeout=5.0)
             with upstream, selectors.DefaultSelector() as sel:
                 upstream.settimeout(None)
                 sel.register(conn, selectors.EVENT_READ, upstream)

@@ -5,12 +5,17 @@ How it is put together (see ``netns.py`` for the namespace, ``trixie.py`` for th
   everything Postfix writes (config, queue, log) lands in this instance's upper directory, so
   the cached root never changes and concurrent instances do not meet. ``proc`` and ``/dev``
   are mounted into it; ``/run/tlsrpt`` is a bind mount of a host directory, where the TLSRPT
-  collector binds its datagram socket (``smtp_tlsrpt_socket_name``).
+  collector binds its datagram socket (``smtp_tlsrpt_socket_name``). The same directory is
+  also mounted at ``$queue_directory/run/tlsrpt``, so the README's relative
+  ``run/tlsrpt/tlsrpt.sock`` reaches the same socket.
 * ``/etc/resolv.conf`` names 127.0.0.1 (a forwarder to the lab's validating Unbound, with
   ``trust-ad`` so glibc keeps the AD bit); ``smtp_tls_policy_maps`` names a forwarder to our
   socketmap server, after a static table (``texthash``) of experiment answers.
 * All master.cf services run unchrooted (the root itself is the jail), ``smtpd`` is off (mail
-  is injected with the root's ``sendmail``); ``master -d`` runs in the foreground under the
+  is injected with the root's ``sendmail``) unless ``configure(smtpd=True)``: then it listens on
+  the namespace's 127.0.0.1:25 (``inet_interfaces = loopback-only``). ``configure`` also takes
+  extra main.cf settings (``postconf -e``) and master.cf text, for the README's TLSRPT
+  transport. ``master -d`` runs in the foreground under the
   lab's reaper, so it dies with the test process; the log goes to ``LOG_FILE`` via postlogd.
 * Retries are pushed an hour out: one delivery attempt per message during a test.
 """
@@ -21,6 +26,7 @@ import re
 import shlex
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +35,7 @@ from tests.lab.netutil import Daemon, wait_until
 
 TLSRPT_DIR = "/run/tlsrpt"
 TLSRPT_SOCKET = f"{TLSRPT_DIR}/tlsrpt.sock"
+QUEUE_TLSRPT_DIR = "/var/spool/postfix/run/tlsrpt"  # "run/tlsrpt" relative to $queue_directory
 LOG_FILE = "/var/log/postfix.log"
 CA_FILE = "/etc/ssl/lab-ca.pem"
 STATIC_MAP = "/etc/postfix/tls_experiments"
@@ -102,6 +109,8 @@ class Postfix310:
                 f"mount --bind /dev {m}/dev",
                 f"mkdir -p {m}{TLSRPT_DIR}",
                 f"mount --bind {q(str(self.tlsrpt_dir))} {m}{TLSRPT_DIR}",
+                f"mkdir -p {m}{QUEUE_TLSRPT_DIR}",
+                f"mount --bind {q(str(self.tlsrpt_dir))} {m}{QUEUE_TLSRPT_DIR}",
             ]
         )
         self.ns = LabNamespace(workdir, setup, ip=("chroot", str(root), "ip"))
@@ -124,8 +133,21 @@ class Postfix310:
         done = self.ns.run(["chroot", str(self.merged), "postconf", *args])
         return done.stdout.decode()
 
-    def configure(self, *, policy_map: str, ca_pem: bytes, static: dict[str, str]) -> None:
-        """Write main.cf, the static experiment table, resolv.conf and the CA file."""
+    def configure(
+        self,
+        *,
+        policy_map: str,
+        ca_pem: bytes,
+        static: dict[str, str],
+        settings: Sequence[str] = (),
+        master_cf: str = "",
+        smtpd: bool = False,
+    ) -> None:
+        """Write main.cf, the static experiment table, resolv.conf and the CA file.
+
+        ``settings`` (``name = value`` lines) are applied with ``postconf -e`` after main.cf is
+        written, ``master_cf`` is appended to master.cf; ``smtpd`` keeps the smtp/inet service.
+        """
         self.file("/etc/resolv.conf").write_text("nameserver 127.0.0.1\noptions edns0 trust-ad\n")
         self.file(CA_FILE).write_bytes(ca_pem)
         self.file(STATIC_MAP).write_text("".join(f"{k} {v}\n" for k, v in static.items()))
@@ -138,8 +160,14 @@ class Postfix310:
             socket=TLSRPT_SOCKET,
         )
         self.file("/etc/postfix/main.cf").write_text(main_cf)
+        for setting in settings:
+            self.postconf("-e", setting)
+        if master_cf:
+            master = self.file("/etc/postfix/master.cf")
+            master.write_text(master.read_text() + master_cf.rstrip("\n") + "\n")
         self.postconf("-F", "*/*/chroot=n")
-        self.postconf("-MX", "smtp/inet")
+        if not smtpd:
+            self.postconf("-MX", "smtp/inet")
 
     def start(self) -> None:
         self.ns.run(["chroot", str(self.merged), "postfix", "check"])

@@ -23,6 +23,9 @@ Domains (MTA-STS policies list only the domain's own ``mx.`` host):
   rpt-danebad.lab       MX mx.rpt-danebad.lab (dane-only, TLSA mismatch)
   rpt-stspattern.lab    enforce, ``mx: mx.rpt-stspattern.lab``; MX 10 rogue (not covered),
                         MX 20 mx.rpt-stspattern.lab (good)
+  reports.rpt.lab       the rua domain of them all (``REPORT_ADDRESS``): MX mx.rpt-good.lab
+                        (DANE), with its own ``_smtp._tls`` record, so a report about the
+                        report mail would show as a datagram for it
   rpt-x-<level>-<host>.lab  experiments for an MTA-STS testing policy: Postfix takes the
                         answer from a static table (``EXPERIMENTS``: ``<level> policy_type=sts
                         ...``), level may / encrypt / dane; MX good (mx.rpt-sts), wrongname,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
 WRONG_MX_NAME = "mx.wrong-name.lab"
 REPORT_ADDRESS = "tlsrpt@reports.rpt.lab"  # the rua of every _smtp._tls record here
+REPORT_DOMAIN = REPORT_ADDRESS.partition("@")[2]
 SECOND_MX = "mx2.rpt-danemixed.lab"  # no TLSA; no sink (never tried: the first MX works)
 
 
@@ -183,3 +187,4 @@ def add_smtp_cases(cat: Catalogue) -> None:
     )
     for name, (host, _) in EXPERIMENTS.items():
         _sts(cat, domain(name, host), "testing", [host])
+    domain(REPORT_DOMAIN, GOOD_MX)  # no new host: later hosts keep their addresses

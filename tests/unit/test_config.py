@@ -11,13 +11,9 @@ import pytest
 from tlspolicy.config import (
     BackendName,
     DnsFailure,
-    ListenAddress,
-    ListenKind,
     MapProfile,
     load_config,
     parse_config,
-    parse_listen,
-    parse_nameserver,
 )
 from tlspolicy.defaults import DANE_MAX_TTL_S, DNS_UDP_SIZE, FETCH_BACKOFF_S
 from tlspolicy.errors import ConfigError
@@ -79,35 +75,6 @@ def test_config_enums_accept_their_values() -> None:
     assert config.mta_sts.dns_failure is DnsFailure.TEMP
     assert config.cache.backend is BackendName.MEMORY
     assert config.cache.backend == "memory"  # still compares as its text
-
-
-@pytest.mark.parametrize(
-    ("text", "address"),
-    [
-        ("127.0.0.1:8642", ListenAddress(ListenKind.TCP, "127.0.0.1", 8642)),
-        ("[::1]:25", ListenAddress(ListenKind.TCP, "::1", 25)),
-        (":8642", ListenAddress(ListenKind.TCP, "0.0.0.0", 8642)),
-        ("unix:/run/x.sock", ListenAddress(ListenKind.UNIX, path="/run/x.sock")),
-        ("/run/y.sock", ListenAddress(ListenKind.UNIX, path="/run/y.sock")),
-    ],
-)
-def test_parse_listen(text: str, address: ListenAddress) -> None:
-    assert parse_listen("k", text) == address
-
-
-@pytest.mark.parametrize("text", ["", "unix:relative", "[::1]25", "host:25", "1.2.3.4:0", 7])
-def test_parse_listen_rejects(text: Any) -> None:
-    with pytest.raises(ConfigError, match=r"^k: "):
-        parse_listen("k", text)
-
-
-@pytest.mark.parametrize(
-    ("text", "server"),
-    [("127.0.0.1", ("127.0.0.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-     ("::1", ("::1", 53)), ("[::1]:54", ("::1", 54))],
-)  # fmt: skip
-def test_parse_nameserver(text: str, server: tuple[str, int]) -> None:
-    assert parse_nameserver("k", text) == server
 
 
 def test_load_config_file_and_its_errors(tmp_path: Path) -> None:

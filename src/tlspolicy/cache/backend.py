@@ -17,6 +17,9 @@ Rules every backend follows, so that the service sees the same cache whichever i
   passed stores nothing and removes the stored entry.
 * Leases are advisory locks with an expiry: ``acquire_lease`` is atomic and re-entrant for
   the same owner (which extends it); ``release_lease`` by another owner is ignored.
+* Overrides (``overrides.model``, as JSON text) live beside the entries, one per domain,
+  until their ``keep_until``; ``purge`` leaves them alone. They are few, so they are read
+  all at once.
 * Every failure of the store itself surfaces as ``CacheError``, never a third-party
   exception; the caller (``store.PolicyCache``) decides how to carry on.
 """
@@ -89,6 +92,15 @@ class CacheBackend(Protocol):
 
     async def release_lease(self, key: str, owner: str) -> None:
         """Give the lease up, only if ``owner`` still holds it."""
+
+    async def put_override(self, domain: str, data: str, keep_until: float) -> None:
+        """Store (replace) the override of ``domain`` until ``keep_until``."""
+
+    async def overrides(self) -> dict[str, str]:
+        """Every stored override whose ``keep_until`` has not passed: domain -> text."""
+
+    async def delete_override(self, domain: str) -> bool:
+        """Remove the override of ``domain``; True when there was one."""
 
     async def aclose(self) -> None:
         """Release connections and threads. Safe to call twice."""

@@ -41,6 +41,7 @@ class MemoryBackend:
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._overrides: dict[str, tuple[str, float]] = {}
         self._next_cleanup = 0.0
 
     async def open(self) -> None:
@@ -116,6 +117,16 @@ class MemoryBackend:
         held = self._leases.get(key)
         if held is not None and held[0] == owner:
             del self._leases[key]
+
+    async def put_override(self, domain: str, data: str, keep_until: float) -> None:
+        self._overrides[domain] = (data, keep_until)
+
+    async def overrides(self) -> dict[str, str]:
+        now = self._clock()
+        return {d: data for d, (data, keep) in sorted(self._overrides.items()) if keep >= now}
+
+    async def delete_override(self, domain: str) -> bool:
+        return self._overrides.pop(domain, None) is not None
 
     async def aclose(self) -> None:
         return None

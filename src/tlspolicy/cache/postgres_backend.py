@@ -2,10 +2,11 @@
 
 Rules kept here:
 
-* Tables ``tlspolicy_entries`` and ``tlspolicy_leases`` (prefixed: the database may be
-  shared with other applications) are created if missing, under an advisory lock so that
-  servers starting together do not race. ``data`` is ``text``, not ``jsonb``: jsonb reorders
-  keys (docs/peers.md, postfix-mta-sts-resolver with postgres).
+* Tables ``tlspolicy_entries``, ``tlspolicy_leases`` and ``tlspolicy_overrides``
+  (prefixed: the database may be shared with other applications) are created if missing,
+  under an advisory lock so that servers starting together do not race. ``data`` is
+  ``text``, not ``jsonb``: jsonb reorders keys (docs/peers.md, postfix-mta-sts-resolver
+  with postgres).
 * Expiry is decided with our clock, passed as a parameter: rows past ``keep_until`` are never
   returned or counted, and are deleted every ``CLEANUP_INTERVAL_S`` as a side effect of
   writes. Counter merges and lease takeover are single atomic upserts.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +28,9 @@ import asyncpg
 
 from tlspolicy.cache.backend import CLEANUP_INTERVAL_S, decode_entry, encode_entry
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
+from tlspolicy.cache.postgres_overrides import OVERRIDES_SCHEMA, PostgresOverrides
 from tlspolicy.errors import CacheError
+from tlspolicy.pgerrors import mapped_errors
 
 PG_CONNECT_TIMEOUT_S = 2.0  # establishing one connection
 PG_OP_TIMEOUT_S = 2.0  # one hot-path operation, pool wait and reconnect included
@@ -81,7 +84,7 @@ RETURNING owner
 """
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresOverrides):
     """The ``postgres`` backend. ``url`` is a libpq-style ``postgresql://`` URL."""
 
     name = "postgres"
@@ -110,7 +113,7 @@ class PostgresBackend:
                 return
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_ID)
-                await conn.execute(_SCHEMA)
+                await conn.execute(_SCHEMA + OVERRIDES_SCHEMA)
             self._schema_ready = True
 
     async def get(self, domain: str) -> CacheEntry | None:
@@ -222,24 +225,9 @@ class PostgresBackend:
 
     # --- helpers ---------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _mapped_errors(self, limit_s: float) -> AsyncIterator[None]:
+    def _mapped_errors(self, limit_s: float) -> contextlib.AbstractAsyncContextManager[None]:
         """Bound the block by ``limit_s`` and turn asyncpg/OS errors into ``CacheError``."""
-        try:
-            async with asyncio.timeout(limit_s):
-                yield
-        except CacheError:
-            raise
-        except TimeoutError as exc:
-            raise CacheError(f"postgres: no answer within {limit_s:g} s") from exc
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.InternalClientError,
-            OSError,
-        ) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise CacheError(f"postgres: {detail}") from exc
+        return mapped_errors(limit_s, CacheError)
 
     def _db(self) -> Any:
         if self._pool is None or not self._schema_ready:

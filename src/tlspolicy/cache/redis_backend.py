@@ -7,6 +7,7 @@ keys in one call):
   ``keep_until``; ``PEXPIREAT`` = keep_until, so nothing grows without bound. Reads also
   compare ``keep_until`` with our clock, so an entry is never returned after its time even
   if the server's clock lags. Writes are Lua scripts, so counter merges are atomic.
+* ``tlspolicy:o:<domain>``: an operator override (``cache.redis_overrides``).
 * ``tlspolicy:l:<key>``: a lease, ``SET key owner NX PX``; extension and release are
   compare-and-set scripts, so only the owner can extend or delete it.
 
@@ -41,6 +42,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from tlspolicy.cache.backend import decode_entry, encode_entry
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
+from tlspolicy.cache.redis_overrides import RedisOverrides
 from tlspolicy.cache.redis_scripts import (
     DELETE_LUA,
     DROP_GARBAGE_LUA,
@@ -77,7 +79,7 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class RedisBackend:
+class RedisBackend(RedisOverrides):
     """The ``redis`` backend (also Valkey). ``url`` as in the module docstring."""
 
     name = "redis"

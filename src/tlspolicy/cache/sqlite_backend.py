@@ -36,6 +36,7 @@ from tlspolicy.cache.backend import (
 )
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
 from tlspolicy.cache.sqlite_file import open_database, write_transaction
+from tlspolicy.cache.sqlite_overrides import OVERRIDES_SCHEMA, SqliteOverrides
 from tlspolicy.cache.sqlite_thread import SqliteThread
 from tlspolicy.errors import CacheError
 
@@ -45,7 +46,7 @@ SQL_BATCH = 500
 logger = logging.getLogger("tlspolicy.cache")
 
 
-class SqliteBackend:
+class SqliteBackend(SqliteOverrides):
     """The ``sqlite`` backend.
 
     Args:
@@ -144,6 +145,7 @@ class SqliteBackend:
             self._conn.execute("SELECT 1").fetchall()  # the reconnect probe
             return None
         self._conn, moved = open_database(self.path, now, recover=self._recover)
+        self._conn.execute(OVERRIDES_SCHEMA)
         self._count = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         self._cleanup(now)
         return moved

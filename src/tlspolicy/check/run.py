@@ -12,23 +12,27 @@ means the check cannot run (exit status 3); SERVFAIL and friends are the domain'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tlspolicy.app import App
 from tlspolicy.check import danematch, mxhosts, smtp, stspolicy, stsrecord
 from tlspolicy.check.findings import Finding, Report, Section, Status
-from tlspolicy.check.senders import HostVerdict, check_senders
-from tlspolicy.check.session import ProbeResult, Stage
+from tlspolicy.check.senders import HostVerdict, check_senders, host_verdict
+from tlspolicy.check.session import ProbeResult
 from tlspolicy.check.tlsrptrecord import check_tlsrpt
+from tlspolicy.config import Config
 from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneResult, HostResult
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.dnsdata import DnsAnswer, TlsaRecord
 from tlspolicy.errors import DnsError, FetchError
+from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.policy import Mode, Policy
+from tlspolicy.outcome import Outcome
+from tlspolicy.service import PolicyService
 from tlspolicy.socketmap.answer import render
 
 UNREACHABLE_KINDS = frozenset({"timeout", "network", "refused"})  # the resolver, not the domain
@@ -37,6 +41,22 @@ FAMILIES = ("IPv4", "IPv6")
 
 class Prober(Protocol):
     async def probe(self, host: str, address: str) -> ProbeResult: ...
+
+
+class Parts(Protocol):
+    """What ``run_check`` uses of the app (``app.App`` has it; unit tests pass fakes)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def dns(self) -> DnsClient: ...
+
+    @property
+    def fetcher(self) -> Fetcher: ...
+
+    @property
+    def service(self) -> PolicyService: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +69,7 @@ class CheckOptions:
 
 
 async def run_check(
-    app: App,
+    app: Parts,
     domain: str,
     options: CheckOptions,
     *,
@@ -59,10 +79,16 @@ async def run_check(
     dns = app.dns
     findings: list[Finding] = []
     facts: dict[str, Any] = {}
+    # What the server answers: its whole edge (deadline included), alongside the checks.
+    map_name = options.map_name or next(iter(app.config.maps))
+    answer = asyncio.create_task(app.service.answer(map_name, domain))
     try:
         mx_answer = await dns.query(domain, "MX")
     except DnsError as err:
         if err.kind in UNREACHABLE_KINDS:
+            answer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await answer
             return Report.build(domain, [], unknown=f"the DNS resolver did not answer ({err})")
         findings.append(
             Finding(
@@ -119,12 +145,17 @@ async def run_check(
         )
     else:
         findings += check_tlsrpt(f"_smtp._tls.{domain}", rpt_answer)
+    usable = {h.host for h in dane.hosts if h.tlsa_status == "secure" and h.usable}
     verdicts = [
-        _host_verdict(h, probes.get(h, []), policy, dane_ok.get(h), findings) for h in hosts
+        host_verdict(
+            h, probes.get(h, []), policy, dane_ok.get(h), findings, tlsa_usable=h in usable
+        )
+        for h in hosts
     ]
+    outcome = await answer
     facts.update(
-        await _senders(
-            app, domain, options, verdicts, findings, null_mx=null_mx, probed=prober is not None
+        _senders(
+            app, map_name, outcome, verdicts, findings, null_mx=null_mx, probed=prober is not None
         )
     )
     facts["dane"] = dane.to_json()
@@ -155,7 +186,7 @@ async def _txt(dns: DnsClient, name: str) -> DnsAnswer | DnsError:
 
 
 async def _mta_sts(
-    app: App, domain: str, answer: DnsAnswer | DnsError, hosts: Sequence[str]
+    app: Parts, domain: str, answer: DnsAnswer | DnsError, hosts: Sequence[str]
 ) -> tuple[Policy | None, list[Finding]]:
     name = f"_mta-sts.{domain}"
     if isinstance(answer, DnsError):
@@ -238,50 +269,28 @@ async def _tlsa(dns: DnsClient, host: HostResult) -> list[TlsaRecord]:
     return [r for r in answer.records if isinstance(r, TlsaRecord)]
 
 
-def _host_verdict(
-    host: str,
-    probes: Sequence[ProbeResult],
-    policy: Policy | None,
-    dane: bool | None,
-    findings: Sequence[Finding],
-) -> HostVerdict:
-    tls = any(p.stage is Stage.DONE for p in probes) if probes else None
-    pkix_bad = any(
-        f.section is Section.SMTP
-        and f.subject.startswith(f"{host}[")
-        and f.check in ("smtp.chain", "smtp.name")
-        for f in findings
-    )
-    pkix = (not pkix_bad and bool(tls)) if probes else None
-    covered = policy.matches(host) if policy is not None else None
-    return HostVerdict(host, tls, pkix, dane, covered)
-
-
-async def _senders(
-    app: App,
-    domain: str,
-    options: CheckOptions,
+def _senders(
+    app: Parts,
+    map_name: str,
+    outcome: Outcome,
     hosts: Sequence[HostVerdict],
     findings: list[Finding],
     *,
     null_mx: bool,
     probed: bool,
 ) -> dict[str, Any]:
-    name = options.map_name or next(iter(app.config.maps))
-    profile = app.config.profile(name)
+    profile = app.config.profile(map_name)
     if profile is None:
-        findings.append(
-            Finding(Section.SENDERS, "senders.postfix", Status.ERROR, f"unknown map {name}")
-        )
-        return {}
-    resolution = await app.service.resolve(domain, profile)
-    decision = resolution.decision
+        message = f"unknown map {map_name}"
+        findings.append(Finding(Section.SENDERS, "senders.postfix", Status.ERROR, message))
+        return {"map": map_name}
+    decision = outcome.decision
     reply = render(decision, profile)
     findings += check_senders(
         decision.verdict, reply.text, decision.reason, hosts, null_mx=null_mx, probed=probed
     )
     return {
-        "map": name,
+        "map": map_name,
         "reply": reply.text,
         "verdict": decision.verdict.value,
         "reason": decision.reason,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tlspolicy.check.findings import Finding, Section, Status
+from tlspolicy.check.session import ProbeResult, Stage
+from tlspolicy.mtasts.policy import Policy
 from tlspolicy.verdict import Verdict
 
 
@@ -28,6 +30,7 @@ class HostVerdict:
     pkix: bool | None  # trusted chain and matching name on every address that answered
     dane: bool | None  # usable TLSA matched (None: no usable TLSA, or no TLS session)
     covered: bool | None  # matched by an MTA-STS pattern (None: no policy)
+    tlsa_usable: bool = False  # secure TLSA with at least one usable record
 
 
 def check_senders(
@@ -54,6 +57,12 @@ def check_senders(
             "with cleartext fallback; publish MTA-STS enforce or DANE to prevent downgrades"
         )
         return [_f("senders.postfix", Status.WARNING, message)]
+    if verdict in (Verdict.DANE, Verdict.DANE_ONLY) and not any(h.tlsa_usable for h in hosts):
+        message = (
+            f"{server}: every TLSA record is unusable, so Postfix requires TLS but does not "
+            "authenticate the server (RFC 7672 §2.2: 'encrypt'); publish a usable 3 1 1 record"
+        )
+        return [_f("senders.postfix", Status.WARNING, message)]
     if verdict in (Verdict.DANE, Verdict.DANE_ONLY):
         failing = [h.host for h in hosts if h.dane is False]
         passing = [h.host for h in hosts if h.dane is True]
@@ -76,6 +85,31 @@ def check_senders(
         return [_f("senders.postfix", Status.WARNING, message)]
     via = f" via {', '.join(passing)}" if passing else ""
     return [_f("senders.postfix", Status.OK, f"{server}: Postfix delivers with {what}{via}")]
+
+
+def host_verdict(
+    host: str,
+    probes: Sequence[ProbeResult],
+    policy: Policy | None,
+    dane: bool | None,
+    findings: Sequence[Finding],
+    *,
+    tlsa_usable: bool = False,
+) -> HostVerdict:
+    """Summarise one host's live results for ``check_senders``."""
+    tls = any(p.stage is Stage.DONE for p in probes) if probes else None
+    pkix_bad = any(
+        f.section is Section.SMTP
+        and f.subject.startswith(f"{host}[")
+        and (
+            f.check in ("smtp.chain", "smtp.name")
+            or (f.check == "smtp.expiry" and f.status is Status.ERROR)
+        )
+        for f in findings
+    )
+    pkix = (not pkix_bad and bool(tls)) if probes else None
+    covered = policy.matches(host) if policy is not None else None
+    return HostVerdict(host, tls, pkix, dane, covered, tlsa_usable)
 
 
 def _f(check: str, status: Status, message: str) -> Finding:

@@ -17,9 +17,10 @@ from typing import Any
 from tlspolicy.app import App, build_app
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.config import Config, MapProfile
-from tlspolicy.errors import CacheError, ProtocolError
+from tlspolicy.drift import entry_drift
+from tlspolicy.errors import CacheError
 from tlspolicy.plan import PlanSettings, plan_answer
-from tlspolicy.socketmap.answer import Reply, render
+from tlspolicy.socketmap.answer import Reply, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.verdict import Verdict
 
@@ -34,6 +35,7 @@ def add_parsers(sub: Any) -> None:
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="list cached domains")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--map", default=None, help="profile used to format answers")
     show = actions.add_parser("show", help="show one cached entry")
     show.add_argument("domain")
     purge = actions.add_parser("purge", help="remove one domain, or everything")
@@ -60,6 +62,8 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     if entry.dane is not None:
         data["dane"]["expires_in"] = round(entry.dane.expires_at - now)
     data["keep_until_in"] = round(entry.keep_until() - now)
+    drift = entry_drift(entry)  # the same pure check the server logs at warning
+    data["drift"] = None if drift is None else drift.to_json()
     return data
 
 
@@ -88,12 +92,18 @@ async def _run(app: App, config: Config, args: argparse.Namespace) -> int:
     now = time.time()
     if args.action == "list":
         entries = sorted(await cache.entries(), key=lambda e: e.domain)
-        profile = _profile(config, None)
+        profile = _profile(config, args.map)
         if args.json:
             print(json.dumps([_describe(e, now) for e in entries], indent=2))
         else:
             for entry in entries:
-                reply = cached_answer(entry, profile, config, now).text
+                decided = cached_answer(entry, profile, config, now)
+                reply = decided.text
+                if decided.kind != "lookup" and shadowed(decided, profile) is not decided:
+                    reply = f"{shadowed(decided, profile).text}(shadow; enforces: {reply})"
+                drift = entry_drift(entry)
+                if drift is not None:
+                    reply += f"  [drift: {drift.detail}]"
                 print(f"{entry.domain:<40} hits={entry.hits:<6} {reply}")
         return 0
     if args.action == "show":
@@ -134,10 +144,7 @@ def _read_lines(path: str) -> list[str]:
 
 
 def _domain(text: str) -> str:
-    try:
-        parsed = normalize_key(text)
-    except ProtocolError as exc:
-        raise SystemExit(f"tlspolicy: {exc}") from None
+    parsed = normalize_key(text)
     if parsed.domain is None:
         raise SystemExit(f"tlspolicy: {text}: {parsed.why}")
     return parsed.domain

@@ -11,8 +11,10 @@ from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.cli.admin import cached_answer
 from tlspolicy.config import Config
-from tlspolicy.errors import CacheError, ProtocolError
+from tlspolicy.errors import CacheError
 from tlspolicy.mtasts.state import StsState
+from tlspolicy.overrides.book import override_decision
+from tlspolicy.overrides.store import OverrideStore
 from tlspolicy.socketmap.answer import NOTFOUND, perm, render
 from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.trace import Trace, recording
@@ -28,17 +30,24 @@ async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
         "tlsrpt": profile.tlsrpt,
         "strict_testing": profile.strict_testing,
         "servername": profile.servername,
+        "shadow": profile.shadow,
     }
-    try:
-        parsed = normalize_key(key)
-    except ProtocolError as exc:
-        out.update(reply="(connection closed)", verdict="malformed", reason=str(exc))
-        return out
+    parsed = normalize_key(key)
     if parsed.domain is None:
         out.update(reply=NOTFOUND, verdict="notfound", reason=f"no lookup: {parsed.why}")
         return out
     domain = parsed.domain
     out["domain"] = domain
+    overrides = await configured_overrides(app.config)
+    match = overrides.find(domain, time.time())
+    if match is not None:
+        out["override"] = {**match.override.to_json(), "state": match.state.value}
+        out["override"]["until"] = match.override.describe_until()
+        decision = override_decision(match, domain)
+        if decision is not None:  # the server answers this before any lookup
+            reply = render(decision, profile)
+            out.update(reply=reply.text, verdict=reply.kind, reason=decision.reason)
+            return out
     trace = Trace()
     started = time.monotonic()
     with recording(trace):
@@ -91,6 +100,24 @@ async def cached_view(config: Config, map_name: str, domain: str) -> dict[str, A
     }
 
 
+async def configured_overrides(config: Config) -> OverrideStore:
+    """The overrides the server applies: the configuration's plus those stored in the
+    configured cache backend (read once; an unreadable backend leaves the configured)."""
+    if config.cache.backend == "memory":
+        return OverrideStore(None, config.overrides)
+    backend = open_backend(config.cache, recover=False)
+    store = OverrideStore(backend, config.overrides)
+    try:
+        await backend.open()
+        await store.load()
+    except CacheError:
+        pass
+    finally:
+        with contextlib.suppress(CacheError):
+            await backend.aclose()
+    return store
+
+
 def _sts_summary(state: StsState) -> dict[str, Any]:
     summary: dict[str, Any] = {"record_id": state.record_id}
     if state.policy is not None:
@@ -112,6 +139,12 @@ def print_explanation(out: dict[str, Any]) -> None:
         lines.append(f"domain:   {out['domain']}")
     lines.append(f"reply:    {out['reply']}")
     lines.append(f"verdict:  {out['verdict']}: {out['reason']}")
+    override = out.get("override")
+    if override:
+        lines.append(
+            f"override: {override['level']} {override['state']} until {override['until']} "
+            f"({override['source']}): {override['reason'] or 'no reason given'}"
+        )
     dane = out.get("dane")
     if dane:
         secure = {True: "secure", False: "insecure", None: "unknown"}[dane.get("mx_secure")]

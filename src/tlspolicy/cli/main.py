@@ -18,6 +18,7 @@ from tlspolicy import __version__
 from tlspolicy.app import build_app, memory_cache
 from tlspolicy.cli import admin
 from tlspolicy.cli import check as check_cli
+from tlspolicy.cli import overrides as overrides_cli
 from tlspolicy.cli import tlsrpt as tlsrpt_cli
 from tlspolicy.cli.explain import cached_view, explain_domain, print_explanation
 from tlspolicy.cli.serve import serve
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_cli.add_parser(sub)
     admin.add_parsers(sub)
+    overrides_cli.add_parsers(sub)
     tlsrpt_cli.add_parsers(sub)
     return parser
 
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 setup_logging("warning", "text")
             return _run(tlsrpt_cli.run(config, args))
         setup_logging("warning", "text")
+        if args.command == "override":
+            return _run(overrides_cli.run(config, args))
         return _run(admin.run(config, args))
     except ConfigError as exc:
         print(f"tlspolicy: {exc}", file=sys.stderr)
@@ -124,7 +128,9 @@ async def query(config: Config, key: str, map_name: str | None, *, as_json: bool
     else:
         print_explanation(explanation)
     verdict = explanation["verdict"]
-    if verdict in (Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE):
+    if verdict in (Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE) or str(
+        explanation.get("reply", "")
+    ).startswith("OK "):
         return EXIT_FOUND
     if verdict == Verdict.NONE:
         return EXIT_NOTFOUND

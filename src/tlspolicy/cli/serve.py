@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tlspolicy import __version__, systemd
+from tlspolicy import __version__, dnstransport, systemd  # dnstransport: before the drop
 from tlspolicy.app import App, build_app
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError
@@ -126,6 +126,8 @@ class Runner:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if self.handoff is None:  # SIGUSR2 restarts the workers of a supervisor only
+            loop.add_signal_handler(signal.SIGUSR2, _no_rolling_restart)
         await self.stop_event.wait()
         await self.shutdown()
         return 0
@@ -256,7 +258,12 @@ class Runner:
             await self.http.stop()
         if self.app is not None:
             await self.app.aclose()
+        dnstransport.close()
         log.info("stopped")
+
+
+def _no_rolling_restart() -> None:
+    log.warning("SIGUSR2 ignored: a rolling restart needs server.workers of 2 or more")
 
 
 async def serve(config: Config, config_path: str | None) -> int:

@@ -62,7 +62,7 @@ def tlsa_usable(record: TlsaRecord) -> tuple[bool, str]:
 def _check_certificate(data: bytes) -> tuple[bool, str]:
     try:
         x509.load_der_x509_certificate(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # OpenSSL's d2i_X509 refuses both
         return False, "Full Cert data is not a DER X.509 certificate"
     return True, "usable"
 

@@ -3,12 +3,17 @@
 ``answer_now`` is the synchronous hot path: a memo hit (a reply made from cached data
 alone that still holds) is answered without scheduling anything. ``answer`` asks the
 service, formats its ``Outcome`` (``socketmap.answer.render``), counts it, and memoises it
-when the plan said the decision holds for a while. This is the only place where answers
-turn into wire text.
+when the plan said the decision holds for a while (or an override holds: never past
+its expiry). This is the only place where answers turn into wire text.
+
+Shadow profiles (``maps.NAME.shadow``) decide as usual, log and count what they would have
+sent (``tlspolicy_shadow_answers_total``), and send ``NOTFOUND `` (``socketmap.answer.
+shadowed``), so Postfix applies main.cf.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,8 +22,10 @@ from tlspolicy.memo import AnswerMemo, Memo
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.outcome import Outcome, Source
 from tlspolicy.service import PolicyService
-from tlspolicy.socketmap.answer import Reply, render
+from tlspolicy.socketmap.answer import Reply, render, shadowed
 
+log = logging.getLogger("tlspolicy.server")
+_MEMOISED = (Source.CACHE, Source.OVERRIDE)
 _OTHER_MAP = "other"  # the metric label of an unknown map (a client-chosen name is no label)
 
 
@@ -45,27 +52,41 @@ class Answerer:
             return None
         self.service.cache.note_use(memo.domain, now)
         self.metrics.cache("hot", True)
+        if memo.shadow_kind:
+            self.metrics.shadow(memo.shadow_kind)
         self.metrics.query(name, memo.kind)
         return memo.reply
 
     async def answer(self, name: str, key: str) -> str:
-        """The reply payload for one request. Raises only ``ProtocolError`` (framing)."""
+        """The reply payload for one request (framing errors never reach here)."""
         outcome = await self.service.answer(name, key)
-        reply = self.format(name, outcome)
+        decided = self.format(name, outcome)
         if outcome.source is Source.UNKNOWN_MAP:
-            self.metrics.query(_OTHER_MAP, reply.kind)
-            return reply.text
+            self.metrics.query(_OTHER_MAP, decided.kind)
+            return decided.text
+        reply, shadow_kind = self.shadow(name, key, decided)
         if outcome.source in (Source.CACHE, Source.LIVE):
             self.metrics.cache("hot", outcome.source is Source.CACHE)
         if (
-            outcome.source is Source.CACHE
+            outcome.source in _MEMOISED
             and outcome.domain is not None
             and outcome.reusable_until > self.clock()
         ):
             memo = Memo(reply.text, reply.kind, outcome.domain, outcome.reusable_until)
+            memo.shadow_kind = shadow_kind
             self.memo.put((name, key), memo)
         self.metrics.query(name, reply.kind)
         return reply.text
+
+    def shadow(self, name: str, key: str, decided: Reply) -> tuple[Reply, str]:
+        """The reply to send, and (shadow maps) the kind that would have been sent."""
+        profile = self.service.config.profile(name) or MapProfile()
+        reply = shadowed(decided, profile)
+        if reply is decided:
+            return reply, ""
+        self.metrics.shadow(decided.kind)
+        log.info("shadow %s %s: would answer %s", name, key, decided.text.rstrip())
+        return reply, decided.kind
 
     def format(self, name: str, outcome: Outcome) -> Reply:
         return render(outcome.decision, self.service.config.profile(name) or MapProfile())

@@ -51,6 +51,8 @@ def render(decision: Decision, profile: MapProfile) -> Reply:
 
 def format_reply(decision: Decision, profile: MapProfile) -> str:
     verdict = decision.verdict
+    if decision.override is not None:  # an operator's level, sent as typed (validated)
+        return "OK " + decision.override.postfix_level
     if verdict is Verdict.DANE_ONLY:
         return "OK dane-only"
     if verdict is Verdict.DANE:
@@ -64,6 +66,12 @@ def format_reply(decision: Decision, profile: MapProfile) -> str:
     if decision.policy is None:  # pragma: no cover - Decision invariant
         raise ValueError("SECURE decision without a policy")
     return format_secure(decision.domain, decision.policy, profile)
+
+
+def shadowed(reply: Reply, profile: MapProfile) -> Reply:
+    """What a ``shadow`` profile sends instead of ``reply``: always ``NOTFOUND `` (Postfix
+    applies main.cf); the caller logs and counts ``reply`` as what would have been sent."""
+    return Reply(NOTFOUND, Verdict.NONE.value) if profile.shadow else reply
 
 
 def temp(reason: str) -> str:

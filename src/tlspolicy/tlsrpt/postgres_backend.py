@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
 import asyncpg
 
 from tlspolicy.errors import ReportStoreError
+from tlspolicy.pgerrors import mapped_errors
 from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
 from tlspolicy.tlsrpt.store import Delivery, failure_hash, group_hash
 
@@ -210,22 +210,8 @@ class PostgresReportStore:
             raise ReportStoreError("postgres: store is not open")
         return self._pool
 
-    @contextlib.asynccontextmanager
-    async def _mapped(self, limit_s: float) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(limit_s):
-                yield
-        except ReportStoreError:
-            raise
-        except TimeoutError as exc:
-            raise ReportStoreError(f"postgres: no answer within {limit_s:g} s") from exc
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.InternalClientError,
-            OSError,
-        ) as exc:
-            raise ReportStoreError(f"postgres: {exc or type(exc).__name__}") from exc
+    def _mapped(self, limit_s: float) -> contextlib.AbstractAsyncContextManager[None]:
+        return mapped_errors(limit_s, ReportStoreError)
 
 
 def _delivery(row: Any) -> Delivery:

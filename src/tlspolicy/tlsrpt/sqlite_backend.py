@@ -14,15 +14,15 @@ Rules kept here (besides those of ``store.py``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tlspolicy.cache.sqlite_file import write_transaction
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
 from tlspolicy.tlsrpt.store import Delivery, failure_hash, group_hash
@@ -171,7 +171,7 @@ class SqliteReportStore:
         return self._db().execute(sql, args).fetchall()
 
     def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
-        with _transaction(self._db()) as db:
+        with write_transaction(self._db()) as db:
             db.execute(sql, args)
 
     def _add_sync(self, batch: Batch) -> None:
@@ -183,7 +183,7 @@ class SqliteReportStore:
         failures = [
             (group_hash(k), failure_hash(f), f.text, n) for (k, f), n in batch.failures.items()
         ]
-        with _transaction(self._db()) as db:
+        with write_transaction(self._db()) as db:
             db.executemany(
                 "INSERT INTO tlsrpt_sessions VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (gkey) DO UPDATE SET"
@@ -223,7 +223,7 @@ class SqliteReportStore:
     def _claim_sync(  # noqa: PLR0917 - called through functools.partial
         self, report_id: str, uri: str, day: date, domain: str, now: float, lease_s: float
     ) -> Delivery | None:
-        with _transaction(self._db()) as db:
+        with write_transaction(self._db()) as db:
             db.execute(
                 "INSERT INTO tlsrpt_deliveries (report_id, uri, day, domain) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (report_id, uri) DO NOTHING",
@@ -245,7 +245,7 @@ class SqliteReportStore:
         return _delivery(row)
 
     def _purge_sync(self, day: str) -> int:
-        with _transaction(self._db()) as db:
+        with write_transaction(self._db()) as db:
             db.execute(
                 "DELETE FROM tlsrpt_failures WHERE gkey IN"
                 " (SELECT gkey FROM tlsrpt_sessions WHERE day < ?)",
@@ -270,17 +270,3 @@ def _delivery(row: Any) -> Delivery:
         delivered_at=row[9],
         given_up=bool(row[10]),
     )
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection autocommits)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise

@@ -127,6 +127,18 @@ class CountingBackend:
         self.calls["release_lease"] += 1
         await self.inner.release_lease(key, owner)
 
+    async def put_override(self, domain: str, data: str, keep_until: float) -> None:
+        self.calls["put_override"] += 1
+        await self.inner.put_override(domain, data, keep_until)
+
+    async def overrides(self) -> dict[str, str]:
+        self.calls["overrides"] += 1
+        return await self.inner.overrides()
+
+    async def delete_override(self, domain: str) -> bool:
+        self.calls["delete_override"] += 1
+        return await self.inner.delete_override(domain)
+
     async def aclose(self) -> None:
         self.calls["aclose"] += 1
         await self.inner.aclose()
@@ -186,6 +198,10 @@ class FlakyBackend(CountingBackend):
     async def count(self) -> int:
         self._check("count")
         return await self.inner.count()
+
+    async def overrides(self) -> dict[str, str]:
+        self._check("overrides")
+        return await self.inner.overrides()
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
         self._check("acquire_lease")

