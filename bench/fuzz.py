@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ATHERIS = REPO / "bench" / ".work" / "atheris"
@@ -40,7 +41,7 @@ def child(name: str, libfuzzer_args: list[str]) -> None:
     """Inside the child: instrument the package, then hand the target to libFuzzer."""
     sys.path.insert(0, str(ATHERIS))
     sys.path.insert(0, str(REPO))
-    import atheris  # noqa: PLC0415 - only importable after the sys.path change
+    import atheris  # type: ignore[import-untyped]  # noqa: PLC0415 - on sys.path only now
 
     with atheris.instrument_imports(include=["tlspolicy"]):
         from tests import fuzztargets  # noqa: PLC0415
@@ -52,7 +53,7 @@ def child(name: str, libfuzzer_args: list[str]) -> None:
     atheris.Fuzz()
 
 
-def fuzz(name: str, runs: int, work: Path) -> dict[str, object]:
+def fuzz(name: str, runs: int, work: Path) -> dict[str, Any]:
     """One parser in a child process; returns its counts and any crash file."""
     corpus = work / name
     shutil.copytree(REPO / "tests" / "fuzz_corpus" / name, corpus)
@@ -115,7 +116,7 @@ def main(argv: list[str]) -> int:
                 f"{name:<14} {out['inputs']:>9} inputs in {out['seconds']:>7} s"
                 f"  ({out['per_second']}/s)  crashes {len(out['crashes'])}",
                 flush=True,
-            )  # type: ignore[arg-type]
+            )
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return 1 if any(r["crashes"] for r in results.values()) else 0

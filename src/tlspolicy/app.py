@@ -13,6 +13,7 @@ from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import BackendName, CacheConfig, Config
 from tlspolicy.dnsclient import ResolverClient, system_nameservers
+from tlspolicy.dnsshare import SharedAnswers
 from tlspolicy.instrument import CountingDns, CountingFetcher
 from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.fetch import PolicyFetcher
@@ -58,8 +59,11 @@ async def build_app(
         nameservers(config), timeout=config.dns.timeout, udp_size=config.dns.udp_size
     )
     dns = CountingDns(resolver, metrics)
+    # Lookups share questions in flight and reuse answers for seconds (dnsshare.py); the
+    # resolver self-check and `tlspolicy check` keep asking ``dns`` itself.
+    shared_dns = SharedAnswers(dns)
     policy_fetcher = PolicyFetcher(
-        dns=dns,
+        dns=shared_dns,
         ca_file=config.mta_sts.ca_file,
         allow_private_addresses=config.mta_sts.allow_private_addresses,
         timeout=config.mta_sts.timeout,
@@ -74,7 +78,7 @@ async def build_app(
     # Overrides live in the same backend, re-read every hot_ttl (overrides.store).
     overrides = OverrideStore(backend, config.overrides, interval=cache_cfg.hot_ttl)
     service = PolicyService(
-        config, dns=dns, fetcher=fetcher, cache=cache, metrics=metrics, overrides=overrides
+        config, dns=shared_dns, fetcher=fetcher, cache=cache, metrics=metrics, overrides=overrides
     )
     return App(config, dns, policy_fetcher, cache, service, Answerer(service, metrics=metrics))
 

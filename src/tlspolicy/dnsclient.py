@@ -5,7 +5,8 @@ This is the only module that talks DNS on the wire. It keeps these rules:
 * Every query carries EDNS0 with the DO bit and RD set, so the resolver validates and
   reports the result in the AD flag (RFC 7672 §2.1.1; RFC 4035 §3.2.3). ``secure`` is the
   AD flag of the response; trusting it needs a trusted path to the resolver (loopback).
-* UDP first, TCP when the response is truncated (``dns.asyncquery.udp_with_fallback``).
+* UDP first, TCP when the response is truncated (``dnstransport``: long-lived sockets,
+  replies matched by query ID).
 * One overall deadline of ``timeout`` seconds per call. Nameservers are tried in order;
   each gets an equal share of the time still left, so a dead first server costs at most
   ``timeout / len(nameservers)`` and a server that fails fast hands its share on.
@@ -38,7 +39,6 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-import dns.asyncquery
 import dns.edns
 import dns.exception
 import dns.flags
@@ -56,21 +56,22 @@ import dns.rdtypes.ANY.TLSA
 import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
-import dns.rdtypes.tlsabase
 import dns.rrset
 
-from tlspolicy import trace
-from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord
+from tlspolicy import dnstransport, trace
+from tlspolicy.dnsanswer import (
+    check_rcode,
+    nonexistent,
+    presentation,
+    to_answer,
+)
+from tlspolicy.dnsdata import DnsAnswer
 from tlspolicy.errors import DnsError
 from tlspolicy.trace import TraceEvent
 
 # Record types the callers ask for; "CNAME" returns only the chain (``DnsAnswer.cnames``).
-# dnspython rejects a whole response when a TLSA record's data length does not fit its
-# matching type (``TLSABase._cert_length_by_mtype``). Such data is legal DNS that only makes
-# that one record unusable (RFC 6698 §4.1 as used by RFC 7672 §2.2; Postfix's
-# ``parse_tlsa_rr`` does the same), so the check is switched off and ``dane/tlsa.py`` judges
-# the record. Without this, one malformed record would turn a DANE domain into TEMP forever.
-dns.rdtypes.tlsabase.TLSABase._cert_length_by_mtype = {}
+# A TLSA record whose data does not fit its matching type arrives as GenericRdata
+# (``dnswire.parse_message``) and becomes a TlsaRecord that ``dane/tlsa.py`` judges unusable.
 
 
 class DnsClient(Protocol):
@@ -88,25 +89,13 @@ class DnsClient(Protocol):
 
 SUPPORTED_RDTYPES = frozenset({"A", "AAAA", "MX", "TXT", "TLSA", "CNAME"})
 
-# Longest CNAME chain followed, in hops; Postfix and postfix-tlspol use the same bound
-# (peers.md Appendix A §1.2, DANE_CNAME_MAX_DEPTH).
-MAX_CNAME_HOPS = 8
-
 # EDNS0 UDP payload size in bytes: the DNS Flag Day 2020 value, also postfix-tlspol's.
 DEFAULT_UDP_SIZE = 1232
-
-# Longest Extended DNS Error text kept, in characters: it ends up in Postfix's log via
-# the TEMP reply, and the resolver may put a whole validation chain in it (RFC 8914 §2).
-MAX_EDE_TEXT_CHARS = 200
 
 # Presentation-format names (RFC 1035 §2.3.4): 253 characters, labels of 1..63 octets.
 # With only plain characters (no escapes) 253 characters are 255 octets on the wire.
 MAX_NAME_CHARS = 253
 _LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
-
-# TTL in seconds of the NXDOMAIN given for a name too long to exist. The answer never
-# changes, so it must not shorten cache lifetimes: one day, the default ``dane.max_ttl``.
-NONEXISTENT_NAME_TTL_S = 86400
 
 # Failure kinds after which the next nameserver is asked (see the module docstring).
 _NEXT_SERVER_KINDS = frozenset({"timeout", "network", "malformed", "refused"})
@@ -162,11 +151,11 @@ class ResolverClient:
         event = TraceEvent(kind="dns", name=qname_text, detail=rdtype)
         try:
             if well_formed_name(qname_text) and len(qname_text) > MAX_NAME_CHARS:
-                answer = _nonexistent(qname_text, rdtype)
+                answer = nonexistent(qname_text, rdtype)
                 event.data = ["NXDOMAIN (name longer than 255 octets, not sent)"]
             else:
                 answer = await self._resolve(qname_text, rdtype)
-                event.data = _presentation(answer)
+                event.data = presentation(answer)
         except DnsError as err:
             event.status = "error"
             event.data = [err.kind, err.detail] if err.detail else [err.kind]
@@ -191,7 +180,7 @@ class ResolverClient:
         )
         query.flags |= dns.flags.RD | dns.flags.AD
         response = await self._ask_servers(query, qname_text, rdtype)
-        return _to_answer(response, qname, qname_text, rdtype)
+        return to_answer(response, qname, qname_text, rdtype)
 
     async def _ask_servers(
         self, query: dns.message.Message, qname_text: str, rdtype: str
@@ -207,7 +196,7 @@ class ResolverClient:
             share = remaining / (count - index)
             try:
                 response = await _exchange(query, host, port, share)
-                _check_rcode(response, host, port)
+                check_rcode(response, host, port)
                 return response
             except DnsError as err:
                 if err.kind not in _NEXT_SERVER_KINDS:
@@ -229,8 +218,6 @@ async def _exchange(
             # A stray or forged datagram (wrong ID, wrong source, garbage) is dropped and the
             # wait goes on: failing on the first one would let any packet defer the mail.
             # Long-lived sockets matched by query ID, TCP on truncation (dnstransport.py).
-            from tlspolicy import dnstransport  # noqa: PLC0415 - TODO(lead): top-level import
-
             response = await dnstransport.exchange(query, host, port, budget_s)
     except (TimeoutError, dns.exception.Timeout):
         raise DnsError("timeout", f"no answer from {where} within {budget_s:.2f} s") from None
@@ -243,171 +230,6 @@ async def _exchange(
     except OSError as err:
         raise DnsError("network", f"{where}: {err.strerror or err}") from err
     return response
-
-
-def _check_rcode(response: dns.message.Message, host: str, port: int) -> None:
-    rcode = response.rcode()
-    if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        return
-    if rcode == dns.rcode.SERVFAIL:
-        raise DnsError("servfail", _ede_text(response))
-    if rcode == dns.rcode.REFUSED:
-        raise DnsError("refused", f"by {host}:{port}")
-    raise DnsError("other", f"rcode {dns.rcode.to_text(rcode)} from {host}:{port}")
-
-
-def _ede_text(response: dns.message.Message) -> str:
-    """The Extended DNS Errors (RFC 8914) of a response, e.g. ``EDE 6 DNSSEC Bogus: ...``."""
-    parts = []
-    for option in response.extended_errors():
-        code = int(option.code)
-        try:
-            label = _ede_label(dns.edns.EDECode(code).name)
-        except ValueError:
-            label = ""
-        text = f"EDE {code} {label}".strip()
-        if option.text:
-            # ";" separates EDE items; keep it out of the free text so each item stays whole.
-            extra = _printable(option.text).replace(";", ",")
-            text += ": " + extra[:MAX_EDE_TEXT_CHARS]
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def _ede_label(enum_name: str) -> str:
-    keep = {"DNSSEC", "DNSKEY", "DS", "NSEC", "NSEC3", "NXDOMAIN", "RRSIGS"}
-    return " ".join(w if w in keep else w.capitalize() for w in enum_name.split("_"))
-
-
-def _printable(text: str) -> str:
-    """Network text headed for a log line: control characters become ``?``."""
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
-def _to_answer(
-    response: dns.message.Message, qname: dns.name.Name, qname_text: str, rdtype: str
-) -> DnsAnswer:
-    rcode = dns.rcode.to_text(response.rcode())
-    secure = bool(response.flags & dns.flags.AD)
-    rrsets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
-    for rrset in response.answer:
-        if rrset.rdclass == dns.rdataclass.IN:
-            rrsets.setdefault((rrset.name, rrset.rdtype), rrset)
-    wanted = dns.rdatatype.from_text(rdtype)
-    cnames: list[tuple[str, str]] = []
-    ttls: list[int] = []
-    current = qname
-    seen = {qname}
-    final: dns.rrset.RRset | None = None
-    while True:
-        found = rrsets.get((current, wanted))
-        if found is not None:
-            final = found
-            break
-        alias = rrsets.get((current, dns.rdatatype.CNAME))
-        if alias is None or rdtype == "CNAME":
-            break
-        target = _cname_target(alias)
-        ttls.append(alias.ttl)
-        cnames.append((_text(current), _text(target)))
-        if len(cnames) > MAX_CNAME_HOPS:
-            raise DnsError("malformed", f"CNAME chain longer than {MAX_CNAME_HOPS}")
-        if target in seen:
-            raise DnsError("malformed", f"CNAME loop at {_text(target)}")
-        seen.add(target)
-        current = target
-    records: tuple[Record, ...] = ()
-    if final is not None and rdtype == "CNAME":
-        # A CNAME query is answered by the chain itself: one hop, no records.
-        ttls.append(final.ttl)
-        target = _cname_target(final)
-        cnames.append((_text(current), _text(target)))
-        current = target
-    elif final is not None:
-        ttls.append(final.ttl)
-        records = tuple(_convert(rdata) for rdata in final)
-    else:
-        negative = _negative_ttl(response)
-        ttls.append(negative)
-    return DnsAnswer(
-        qname=qname_text,
-        rdtype=rdtype,
-        rcode=rcode,
-        secure=secure,
-        cnames=tuple(cnames),
-        canonical_name=_text(current),
-        records=records,
-        ttl=min(ttls),
-    )
-
-
-def _nonexistent(qname_text: str, rdtype: str) -> DnsAnswer:
-    """The certain denial for a name that cannot exist (see the module docstring).
-
-    ``secure`` is set: no zone can hold the name, which is as certain as a validated
-    NXDOMAIN, and a DANE caller must read it as "no TLSA records", not as a failure.
-    """
-    return DnsAnswer(
-        qname=qname_text,
-        rdtype=rdtype,
-        rcode="NXDOMAIN",
-        secure=True,
-        cnames=(),
-        canonical_name=qname_text,
-        records=(),
-        ttl=NONEXISTENT_NAME_TTL_S,
-    )
-
-
-def _cname_target(rrset: dns.rrset.RRset) -> dns.name.Name:
-    rdata = rrset[0]
-    if not isinstance(rdata, dns.rdtypes.ANY.CNAME.CNAME):
-        raise DnsError("malformed", "CNAME RRset without a CNAME record")
-    return rdata.target
-
-
-def _negative_ttl(response: dns.message.Message) -> int:
-    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) from the authority section; 0 without SOA."""
-    for rrset in response.authority:
-        soa = rrset[0] if rrset.rdtype == dns.rdatatype.SOA and len(rrset) else None
-        if isinstance(soa, dns.rdtypes.ANY.SOA.SOA):
-            return min(rrset.ttl, soa.minimum)
-    return 0
-
-
-def _convert(rdata: dns.rdata.Rdata) -> Record:
-    if isinstance(rdata, dns.rdtypes.ANY.MX.MX):
-        exchange = "" if rdata.exchange == dns.name.root else _text(rdata.exchange)
-        return MxRecord(preference=rdata.preference, exchange=exchange)
-    if isinstance(rdata, dns.rdtypes.ANY.TLSA.TLSA):
-        return TlsaRecord(
-            usage=rdata.usage, selector=rdata.selector, mtype=rdata.mtype, data=bytes(rdata.cert)
-        )
-    if isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
-        return TxtRecord(strings=tuple(bytes(s) for s in rdata.strings))
-    if isinstance(rdata, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
-        return AddressRecord(address=str(rdata.address))
-    raise DnsError("malformed", f"unexpected record type {dns.rdatatype.to_text(rdata.rdtype)}")
-
-
-def _text(name: dns.name.Name) -> str:
-    return name.to_text(omit_final_dot=True).lower()
-
-
-def _presentation(answer: DnsAnswer) -> list[str]:
-    data = [f"{owner} CNAME {target}" for owner, target in answer.cnames]
-    if not answer.records:
-        return [*data, "NODATA" if answer.rcode == "NOERROR" else answer.rcode]
-    for record in answer.records:
-        if isinstance(record, MxRecord):
-            data.append(f"{record.preference} {record.exchange or '.'}")
-        elif isinstance(record, TlsaRecord):
-            data.append(record.presentation())
-        elif isinstance(record, TxtRecord):
-            data.append(" ".join(repr(s)[1:] for s in record.strings))
-        else:
-            data.append(record.address)
-    return data
 
 
 def _elapsed_ms(started: float) -> float:

@@ -36,6 +36,8 @@ import dns.opcode
 import dns.query
 import dns.rcode
 
+from tlspolicy.dnswire import parse_message
+
 POOL_SIZE = 4  # sockets per nameserver in use at a time
 MAX_QUERIES_PER_SOCKET = 500  # then a new socket (a new random source port)
 MAX_SOCKET_AGE_S = 60.0
@@ -129,7 +131,7 @@ class _Channel:
         # A truncated reply may end inside a record: only its question is needed (-> TCP).
         truncated = bool(data[2] & (dns.flags.TC >> 8))
         try:
-            response = dns.message.from_wire(data, question_only=truncated)
+            response = parse_message(data, question_only=truncated)
         except (dns.exception.DNSException, ValueError):
             return  # garbage with a live ID: wait for the real answer
         if _answers(query, response):
@@ -219,7 +221,7 @@ async def _tcp_exchange(
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    response = dns.message.from_wire(data)  # a parse error is the caller's "malformed"
+    response = parse_message(data)  # a parse error is the caller's "malformed"
     if response.id != qid or not _answers(query, response):
         raise dns.query.BadResponse("no answer to the query")  # type: ignore[no-untyped-call]
     return response

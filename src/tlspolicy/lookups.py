@@ -9,8 +9,9 @@ to validate: such answers make every domain look unsigned and would outlive the 
 counted, and an MTA-STS ``enforce`` policy that stops being enforced is
 logged as a downgrade. Here both branches meet, so drift (``drift``: an enforce policy that
 does not cover a current MX host, a dane-only domain whose MX turned insecure) is logged at
-warning once per change and counted. Callers await the tasks through ``shielded``: a caller that gives up
-(time-out, disconnect) must not cancel a lookup that others wait for, nor lose its result.
+warning once per change and counted. Callers await the tasks through ``shielded``: a
+caller that gives up (time-out, disconnect) must not cancel a lookup that others wait for,
+nor lose its result.
 """
 
 from __future__ import annotations

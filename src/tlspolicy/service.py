@@ -33,7 +33,7 @@ from tlspolicy.metrics import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.state import StsState, sts_view
 from tlspolicy.outcome import Outcome, Resolution, Source
-from tlspolicy.overrides.book import OverrideMatch, OverrideState, override_decision, weakens
+from tlspolicy.overrides.gate import OverrideGate
 from tlspolicy.overrides.store import OverrideStore
 from tlspolicy.plan import CachePlan, PlanSettings, StsStep, decide_live, plan_answer
 from tlspolicy.refresh import RefreshAhead
@@ -41,9 +41,6 @@ from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.verdict import Decision, Verdict
 
 log = logging.getLogger("tlspolicy.service")
-
-# An override that weakens a DANE/MTA-STS domain is logged at most this often per domain.
-WEAKENING_LOG_INTERVAL_S = 60.0
 
 
 class PolicyService:
@@ -83,9 +80,7 @@ class PolicyService:
         )
         self.overrides = overrides or OverrideStore(None, config.overrides)
         self.overrides.on_change.append(lambda: self._stored(""))
-        # Overrides that weaken a DANE/MTA-STS domain: domain -> (what, last warning time).
-        self.weakening: dict[str, tuple[str, float]] = {}
-        self._expired_logged: set[tuple[str, float | None]] = set()
+        self.gate = OverrideGate(self.overrides, cache.get, metrics=metrics, clock=clock)
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -137,11 +132,9 @@ class PolicyService:
             log.debug("%s %r: NOTFOUND (%s)", name, key, parsed.why)
             return Outcome(Decision(Verdict.NONE, "", parsed.why), Source.NO_LOOKUP)
         domain = parsed.domain
-        match = self.overrides.find(domain, self.clock())
-        if match is not None:
-            overridden = await self._override(domain, match)
-            if overridden is not None:
-                return overridden
+        overridden = await self.gate.outcome(domain, self.settings.hot_ttl)
+        if overridden is not None:
+            return overridden
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.config.server.request_timeout):
@@ -165,61 +158,9 @@ class PolicyService:
             log.debug("%s: %s from cache", domain, decision.verdict.value)
         return Outcome(decision, resolution.source, domain, resolution.reusable_until)
 
-    async def _override(self, domain: str, match: OverrideMatch) -> Outcome | None:
-        """The outcome an operator override decides (None: look up as usual), logged and
-        counted; an expired one is logged once and ignored."""
-        override, now = match.override, self.clock()
-        self.metrics.override(match.state.value)
-        if match.state is OverrideState.EXPIRED:
-            if (override.domain, override.until) not in self._expired_logged:
-                self._expired_logged.add((override.domain, override.until))
-                log.info(
-                    "%s: override %s expired at %s; looking up again",
-                    domain,
-                    override.postfix_level,
-                    override.describe_until(),
-                )
-            return None
-        decision = override_decision(match, domain)
-        if decision is None:
-            return None
-        what = weakens(override, await self.cache.get(domain))
-        if what is not None:
-            _, warned = self.weakening.get(domain, ("", 0.0))
-            if now - warned >= WEAKENING_LOG_INTERVAL_S:
-                log.warning(
-                    "%s: override %s weakens %s (reason: %s; until %s)",
-                    domain,
-                    override.postfix_level,
-                    what,
-                    override.reason or "none given",
-                    override.describe_until(),
-                )
-                warned = now
-            self.weakening[domain] = (what, warned)
-        log.info(
-            "%s: %s by override (reason: %s; until %s)",
-            domain,
-            override.postfix_level,
-            override.reason or "none given",
-            override.describe_until(),
-        )
-        until = now + self.settings.hot_ttl
-        if override.until is not None:
-            until = min(until, override.until)
-        return Outcome(decision, Source.OVERRIDE, domain, until)
-
     def weakening_overrides(self) -> list[dict[str, Any]]:
         """Active overrides seen weakening a DANE or MTA-STS enforce domain (/healthz)."""
-        now, listed = self.clock(), []
-        for domain, (what, _) in sorted(self.weakening.items()):
-            match = self.overrides.find(domain, now)
-            if match is None or override_decision(match, domain) is None:
-                continue
-            item = match.override.to_json()
-            item.update(domain=domain, weakens=what, until=match.override.describe_until())
-            listed.append(item)
-        return listed
+        return self.gate.weakening_overrides()
 
     # --- resolution --------------------------------------------------------------------
 

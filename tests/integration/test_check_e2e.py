@@ -21,6 +21,7 @@ from tests.lab.checkcases import LONG_ID, SOON_DAYS
 from tests.lab.checksinks import CheckSinks
 from tests.lab.scenario import Lab
 from tests.lab.zones import tlsa_value
+from tests.schemas.check_report import validate_check_report
 from tlspolicy.cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,10 @@ def run_json(
     *extra: str,
 ) -> tuple[int, dict[str, Any]]:
     status = main(check_args(lab, sinks, config, domain, "--json", *extra))
-    return status, json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
+    validate_check_report(report)
+    assert report["exit_status"] == status
+    return status, report
 
 
 def findings(report: dict[str, Any], check: str) -> list[dict[str, Any]]:

@@ -90,7 +90,9 @@ def test_fault_process_sigterm_under_load_answers_what_it_read(
     assert slow == ["OK " + STS_GOOD] * SLOW_CONNECTIONS  # all read before SIGTERM: answered
     assert tails == [b""] * SLOW_CONNECTIONS  # then closed
     assert load.wrong == []
-    # Fast connections: at most one request each was unread when the server closed.
-    closed = [e for e in load.errors if "closed before a reply" in e or "Errno 104" in e]
+    # Fast connections: each ends at most once, with a request the server had not read
+    # (EOF or reset before its reply) or could not be sent any more (broken pipe).
+    ends = ("closed before a reply", "Errno 104", "Errno 32")
+    closed = [e for e in load.errors if any(end in e for end in ends)]
     assert len(closed) == len(load.errors) <= 16, load.errors
     assert "Traceback" not in server.log()

@@ -9,6 +9,7 @@ the recipient domains of a generated Postfix log.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import urllib.request
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cachetools import STS_GOOD, cache_section, live_answers
+from tests.integration.cachetools import STS_GOOD, STS_WILD, cache_section, live_answers
 from tests.integration.server import ServerProcess, tlspolicy_command
 from tests.lab.netutil import free_port, wait_until
 from tests.lab.postfix import PostmapKind
@@ -167,3 +168,72 @@ def test_operator_e2e_policy_that_stops_covering_the_mx_raises_drift(
     assert server.log().count(DRIFT_WARNING) == 1
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         assert 'tlspolicy_policy_drift_total{kind="mta_sts"} 1.0' in response.read().decode()
+
+
+def postfix_log(entries: list[tuple[str, str, str]]) -> str:
+    """Postfix delivery log lines: (process, recipient, status) each, syslog format."""
+    lines = []
+    for number, (process, recipient, status) in enumerate(entries):
+        domain = recipient.rpartition("@")[2]
+        lines.append(
+            f"Dec  2 01:{number // 60:02d}:{number % 60:02d} mx "
+            f"postfix/{process}[{1000 + number}]: 4F{number:04X}: to=<{recipient}>, "
+            f"relay=mx.{domain}[192.0.2.{number % 250}]:25, "
+            f"delay=0.5, delays=0.1/0/0.2/0.2, dsn=2.0.0, status={status} (250 2.0.0 Ok)"
+        )
+        lines.append(f"Dec  2 01:00:00 mx postfix/qmgr[99]: 4F{number:04X}: removed")
+    return "\n".join(lines) + "\n"
+
+
+def test_operator_e2e_warm_from_maillog_resolves_recent_recipient_domains(
+    start_server: Any, lab: Lab, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server = start_server(cache=cache_section("sqlite", request, tmp_path))
+    plain = tmp_path / "mail.log"
+    plain.write_text(
+        postfix_log(
+            [
+                ("smtp", "alice@sts-good.lab", "sent"),
+                ("smtp", "bob@dane-only.lab", "deferred"),
+                ("smtp", "carol@dane-mixed.lab", "bounced"),  # not a delivery to warm
+                ("local", "root@plain.lab", "sent"),  # not an SMTP delivery
+            ]
+        )
+    )
+    rotated = tmp_path / "mail.log.1.gz"
+    rotated.write_bytes(
+        gzip.compress(postfix_log([("smtp", "dave@STS-wild.lab", "sent")]).encode())
+    )
+    piped = postfix_log([("smtp", "erin@plain.lab", "sent"), ("smtp", "x@sts-good.lab", "sent")])
+
+    warmed = cli(
+        server, "cache", "warm", "--from-maillog", str(plain), str(rotated), "-", stdin=piped
+    )
+    assert warmed.returncode == 0, warmed.stderr
+    assert sorted(warmed.stdout.splitlines()) == [
+        "dane-only.lab: OK dane-only",
+        "plain.lab: NOTFOUND ",
+        "sts-good.lab: OK " + STS_GOOD,
+        f"sts-wild.lab: OK {STS_WILD}",
+    ]
+    assert warmed.stderr.splitlines()[-1] == (
+        "warmed: 4 resolved (1 DANE, 2 MTA-STS, 1 no policy), 0 failed"
+    )
+    # Ahead of first contact: the server answers all of them from the cache.
+    assert server.postmap("sts-good.lab").value == STS_GOOD
+    assert server.postmap("dane-only.lab").value == "dane-only"
+    assert server.postmap("sts-wild.lab").value == STS_WILD
+    assert server.postmap("plain.lab").kind is PostmapKind.NOTFOUND
+    for domain in ("sts-good.lab", "dane-only.lab", "sts-wild.lab", "plain.lab"):
+        assert live_answers(server, domain) == 0, domain
+    assert server.postmap("dane-mixed.lab").kind is not PostmapKind.TEMP
+    assert live_answers(server, "dane-mixed.lab") == 1  # the bounce was not warmed
+
+    # The list form reports the same summary.
+    names = tmp_path / "domains.txt"
+    names.write_text("dane-only.lab\nnxdomain.lab  # comment\n")
+    listed = cli(server, "cache", "warm", str(names))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.splitlines()[-1] == (
+        "warmed: 2 resolved (1 DANE, 0 MTA-STS, 1 no policy), 0 failed"
+    )

@@ -22,9 +22,8 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from tlspolicy.dnsanswer import MAX_CNAME_HOPS, NONEXISTENT_NAME_TTL_S
 from tlspolicy.dnsclient import (
-    MAX_CNAME_HOPS,
-    NONEXISTENT_NAME_TTL_S,
     ResolverClient,
     system_nameservers,
     valid_name,
@@ -578,3 +577,25 @@ def test_system_nameservers(tmp_path: Path, text: str, expected: list[tuple[str,
 
 def test_system_nameservers_missing_file_falls_back(tmp_path: Path) -> None:
     assert system_nameservers(str(tmp_path / "missing")) == [("127.0.0.1", 53)]
+
+
+async def test_query_keeps_tlsa_data_that_does_not_fit_its_matching_type(serve) -> None:
+    good, odd = "ab" * 32, "cd" * 5
+
+    def handler(q: dns.message.Message, transport: str) -> bytes:
+        wire = reply(q, answer=(("_25._tcp.mx.example", 300, "TLSA", f"3 1 0 {odd}"),
+                                ("_25._tcp.mx.example", 300, "TLSA", f"3 1 1 {good}")))  # fmt: skip
+        # 3 1 0 takes any length; as 3 1 1 these 5 octets do not fit SHA-256.
+        return wire.replace(
+            b"\x03\x01\x00" + bytes.fromhex(odd), b"\x03\x01\x01" + bytes.fromhex(odd)
+        )
+
+    srv = await serve(handler)
+    dns_client = client(srv.port)
+    answer = await dns_client.query("_25._tcp.mx.example", "TLSA")
+    await dns_client.aclose()
+    assert answer.secure and answer.rcode == "NOERROR"
+    assert sorted(answer.records, key=lambda r: r.data) == [  # type: ignore[union-attr]
+        TlsaRecord(3, 1, 1, bytes.fromhex(good)),
+        TlsaRecord(3, 1, 1, bytes.fromhex(odd)),
+    ]

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from tlspolicy.check import danematch, mxhosts, smtp, stspolicy, stsrecord
 from tlspolicy.check.findings import Finding, Report, Section, Status
-from tlspolicy.check.senders import HostVerdict, check_senders, host_verdict
+from tlspolicy.check.senders import check_outcome, host_verdict
 from tlspolicy.check.session import ProbeResult
 from tlspolicy.check.tlsrptrecord import check_tlsrpt
 from tlspolicy.config import Config
@@ -33,7 +33,6 @@ from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.policy import Mode, Policy
 from tlspolicy.outcome import Outcome
 from tlspolicy.service import PolicyService
-from tlspolicy.socketmap.answer import render
 
 UNREACHABLE_KINDS = frozenset({"timeout", "network", "refused"})  # the resolver, not the domain
 FAMILIES = ("IPv4", "IPv6")
@@ -76,19 +75,42 @@ async def run_check(
     prober: Prober | None,
     now: datetime.datetime,
 ) -> Report:
-    dns = app.dns
-    findings: list[Finding] = []
-    facts: dict[str, Any] = {}
+    """Check ``domain`` (a lowercase A-label); ``prober`` None skips the SMTP probes.
+
+    Returns:
+        the report; ``Report.unknown`` is set when the resolver did not answer at all.
+    """
     # What the server answers: its whole edge (deadline included), alongside the checks.
     map_name = options.map_name or next(iter(app.config.maps))
     answer = asyncio.create_task(app.service.answer(map_name, domain))
     try:
-        mx_answer = await dns.query(domain, "MX")
-    except DnsError as err:
-        if err.kind in UNREACHABLE_KINDS:
+        return await _collect(
+            app, domain, options, prober=prober, now=now, map_name=map_name, answer=answer
+        )
+    finally:
+        if not answer.done():
             answer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await answer
+
+
+async def _collect(
+    app: Parts,
+    domain: str,
+    options: CheckOptions,
+    *,
+    prober: Prober | None,
+    now: datetime.datetime,
+    map_name: str,
+    answer: asyncio.Task[Outcome],
+) -> Report:
+    dns = app.dns
+    findings: list[Finding] = []
+    facts: dict[str, Any] = {}
+    try:
+        mx_answer = await dns.query(domain, "MX")
+    except DnsError as err:
+        if err.kind in UNREACHABLE_KINDS:
             return Report.build(domain, [], unknown=f"the DNS resolver did not answer ({err})")
         findings.append(
             Finding(
@@ -114,10 +136,12 @@ async def run_check(
         found_addresses, found = mxhosts.check_addresses(host, a, aaaa)
         host_addresses[host] = found_addresses
         findings += found
-    policy, sts_findings = await _mta_sts(app, domain, sts_answer, hosts)
+    (policy, sts_findings), probes = await asyncio.gather(
+        _mta_sts(app, domain, sts_answer, hosts),
+        _probe_all(prober, hosts, host_addresses, options.families),
+    )
     findings += sts_findings
     enforce = policy is not None and policy.mode is Mode.ENFORCE
-    probes = await _probe_all(prober, hosts, host_addresses, options.families)
     certificates: list[dict[str, Any]] = []
     for host in hosts:
         results = probes.get(host, [])
@@ -153,11 +177,16 @@ async def run_check(
         for h in hosts
     ]
     outcome = await answer
-    facts.update(
-        _senders(
-            app, map_name, outcome, verdicts, findings, null_mx=null_mx, probed=prober is not None
-        )
+    found, answer_facts = check_outcome(
+        app.config.profile(map_name),
+        map_name,
+        outcome.decision,
+        verdicts,
+        null_mx=null_mx,
+        probed=prober is not None,
     )
+    findings += found
+    facts.update(answer_facts)
     facts["dane"] = dane.to_json()
     facts["mta_sts_mode"] = policy.mode.value if policy is not None else None
     return Report.build(domain, findings, facts=facts)
@@ -267,31 +296,3 @@ async def _tlsa(dns: DnsClient, host: HostResult) -> list[TlsaRecord]:
     except DnsError:
         return []
     return [r for r in answer.records if isinstance(r, TlsaRecord)]
-
-
-def _senders(
-    app: Parts,
-    map_name: str,
-    outcome: Outcome,
-    hosts: Sequence[HostVerdict],
-    findings: list[Finding],
-    *,
-    null_mx: bool,
-    probed: bool,
-) -> dict[str, Any]:
-    profile = app.config.profile(map_name)
-    if profile is None:
-        message = f"unknown map {map_name}"
-        findings.append(Finding(Section.SENDERS, "senders.postfix", Status.ERROR, message))
-        return {"map": map_name}
-    decision = outcome.decision
-    reply = render(decision, profile)
-    findings += check_senders(
-        decision.verdict, reply.text, decision.reason, hosts, null_mx=null_mx, probed=probed
-    )
-    return {
-        "map": map_name,
-        "reply": reply.text,
-        "verdict": decision.verdict.value,
-        "reason": decision.reason,
-    }

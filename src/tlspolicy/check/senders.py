@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tlspolicy.check.findings import Finding, Section, Status
 from tlspolicy.check.session import ProbeResult, Stage
+from tlspolicy.config import MapProfile
 from tlspolicy.mtasts.policy import Policy
-from tlspolicy.verdict import Verdict
+from tlspolicy.socketmap.answer import render
+from tlspolicy.verdict import Decision, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,32 @@ class HostVerdict:
     dane: bool | None  # usable TLSA matched (None: no usable TLSA, or no TLS session)
     covered: bool | None  # matched by an MTA-STS pattern (None: no policy)
     tlsa_usable: bool = False  # secure TLSA with at least one usable record
+
+
+def check_outcome(
+    profile: MapProfile | None,
+    map_name: str,
+    decision: Decision,
+    hosts: Sequence[HostVerdict],
+    *,
+    null_mx: bool,
+    probed: bool,
+) -> tuple[list[Finding], dict[str, Any]]:
+    """The server's decision as Postfix receives it (``render``), judged; and its facts."""
+    if profile is None:
+        message = f"unknown map {map_name}"
+        return [_f("senders.postfix", Status.ERROR, message)], {"map": map_name}
+    reply = render(decision, profile)
+    findings = check_senders(
+        decision.verdict, reply.text, decision.reason, hosts, null_mx=null_mx, probed=probed
+    )
+    facts = {
+        "map": map_name,
+        "reply": reply.text,
+        "verdict": decision.verdict.value,
+        "reason": decision.reason,
+    }
+    return findings, facts
 
 
 def check_senders(

@@ -125,6 +125,8 @@ def _about_validity(verify_error: str) -> bool:
 def _fail(result: ProbeResult, subject: str, evidence: tuple[str, ...]) -> Finding:
     if result.stage is Stage.CONNECT:
         message = f"cannot connect to port {result.port}: {result.error}"
+        if result.error.startswith("no answer"):
+            message += " (if this machine cannot reach port 25 at all, use --no-smtp)"
         check = "smtp.connect"
     elif result.stage is Stage.STARTTLS and not result.starttls:
         message = "STARTTLS is not offered: MTA-STS and DANE senders will not deliver here"

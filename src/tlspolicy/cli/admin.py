@@ -8,7 +8,6 @@ bound (``cache.hot_ttl``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -16,15 +15,16 @@ from typing import Any
 
 from tlspolicy.app import App, build_app
 from tlspolicy.cache.entry import CacheEntry
+from tlspolicy.cli.warm import DEFAULT_RATE, warm
 from tlspolicy.config import Config, MapProfile
 from tlspolicy.drift import entry_drift
 from tlspolicy.errors import CacheError
+from tlspolicy.maillog import read_lines, recent_domains
 from tlspolicy.plan import PlanSettings, plan_answer
 from tlspolicy.socketmap.answer import Reply, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.verdict import Verdict
 
-WARM_CONCURRENCY = 16
 # Answers that ``cache export`` writes out (a static map holds only OK answers).
 ENFORCING_KINDS = frozenset({Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE})
 
@@ -42,8 +42,18 @@ def add_parsers(sub: Any) -> None:
     purge.add_argument("domain", nargs="?")
     export = actions.add_parser("export", help="print current answers in Postfix texthash format")
     export.add_argument("--map", default=None, help="profile used to format answers")
-    warm = actions.add_parser("warm", help="resolve the domains listed in FILE now")
-    warm.add_argument("file", help="one domain per line ('-' for stdin); # comments allowed")
+    warm = actions.add_parser("warm", help="resolve domains now, ahead of first contact")
+    warm.add_argument(
+        "file", nargs="?", help="one domain per line ('-' for stdin); # comments allowed"
+    )
+    warm.add_argument(
+        "--from-maillog",
+        nargs="+",
+        metavar="LOG",
+        help="recipient domains of sent/deferred deliveries in Postfix logs (.gz, '-')",
+    )
+    warm.add_argument("--limit", type=int, default=None, help="at most N (most recent) domains")
+    warm.add_argument("--rate", type=float, default=DEFAULT_RATE, help="lookups per second")
     warm.add_argument("--map", default=None)
 
 
@@ -151,22 +161,34 @@ def _domain(text: str) -> str:
 
 
 async def _warm(service: Any, config: Config, args: argparse.Namespace) -> int:
-    names = [line.split("#", 1)[0].strip() for line in _read_lines(args.file)]
-    profile = _profile(config, args.map)
-    slots = asyncio.Semaphore(WARM_CONCURRENCY)
-    failures = 0
+    if (args.file is None) == (args.from_maillog is None):
+        raise SystemExit("tlspolicy: cache warm: give FILE or --from-maillog LOG..., not both")
+    if args.from_maillog is not None:
+        names = _maillog_domains(args.from_maillog, args.limit)
+    else:
+        names = [line.split("#", 1)[0].strip() for line in _read_lines(args.file)]
+        names = [n for n in names if n][: args.limit]
+    summary = await warm(
+        service,
+        _profile(config, args.map),
+        names,
+        rate=args.rate,
+        limit_s=config.server.request_timeout,
+    )
+    return 75 if summary.failed else 0
 
-    async def one(name: str) -> None:
-        nonlocal failures
-        async with slots:
-            parsed = normalize_key(name)
-            if parsed.domain is None:
-                print(f"{name}: skipped ({parsed.why})")
-                return
-            resolution = await service.resolve(parsed.domain, profile)
-            if resolution.decision.verdict is Verdict.TEMP:
-                failures += 1
-            print(f"{parsed.domain}: {render(resolution.decision, profile).text}")
 
-    await asyncio.gather(*(one(n) for n in names if n))
-    return 75 if failures else 0
+def _maillog_domains(paths: list[str], limit: int | None) -> list[str]:
+    lines: list[str] = []
+    for path in paths:
+        try:
+            if path == "-":
+                lines.extend(read_lines(sys.stdin.buffer))
+            else:
+                with open(path, "rb") as handle:
+                    lines.extend(read_lines(handle))
+        except (OSError, EOFError) as exc:  # gzip raises EOFError on a truncated file
+            raise SystemExit(
+                f"tlspolicy: {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    return recent_domains(lines, limit)

@@ -169,7 +169,7 @@ class Runner:
         listen = self.config.server.metrics_listen
         if listen is None or not self.primary:
             return
-        self.http = HttpEndpoint(self.metrics, self.health)
+        self.http = HttpEndpoint(self.metrics, self.health, self.health_detail)
         host, _, port = listen.rpartition(":")
         where = await self.http.start(host.strip("[]"), int(port))
         log.info("metrics and health on http://%s/metrics and /healthz", where)
@@ -216,6 +216,12 @@ class Runner:
         if self.monitor is not None and not self.monitor.status.ok:
             return False, self.monitor.status.reason
         return True, "ok"
+
+    def health_detail(self) -> dict[str, Any]:
+        """/healthz?format=json: operator overrides that weaken DANE/MTA-STS domains."""
+        if self.app is None:
+            return {}
+        return {"weakening_overrides": self.app.service.weakening_overrides()}
 
     async def _cache_gauges(self) -> None:
         while True:

@@ -3,7 +3,9 @@
 Routes (anything else is 404, a wrong method 405):
 * ``GET``/``HEAD /metrics``: the Prometheus text exposition of ``Metrics.registry``.
 * ``GET``/``HEAD /healthz``: 200 ``ok`` when the health callable says so, else 503 with its
-  reason, one line of plain text, for load balancers and ``curl -f``.
+  reason, one line of plain text, for load balancers and ``curl -f``. With ``?format=json``
+  (or ``Accept: application/json``) the same status with a JSON body: ``ok``, ``reason``
+  and the detail callable's fields (e.g. overrides that weaken DANE/MTA-STS domains).
 
 It is kept apart from the socketmap listeners (the Postfix protocol stays free of HTTP
 sniffing, unlike postfix-tlspol; peers.md Appendix A §4.9) and has no access log: a scrape
@@ -16,6 +18,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HealthResult = tuple[bool, str]
 HealthCheck = Callable[[], HealthResult | Awaitable[HealthResult]]
+HealthDetail = Callable[[], dict[str, Any]]
 
 # A health probe that has not answered in this many seconds counts as unhealthy; load
 # balancers and Kubernetes default to 1-10 s probe timeouts.
@@ -45,9 +49,12 @@ class HttpEndpoint:
             ``HEALTH_TIMEOUT_S`` counts as unhealthy.
     """
 
-    def __init__(self, metrics: Metrics, health: HealthCheck) -> None:
+    def __init__(
+        self, metrics: Metrics, health: HealthCheck, detail: HealthDetail | None = None
+    ) -> None:
         self.metrics = metrics
         self.health = health
+        self.detail = detail
         self._runner: web.AppRunner | None = None
 
     def _app(self) -> web.Application:
@@ -64,6 +71,17 @@ class HttpEndpoint:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, reason = await self._check()
+        wants_json = request.query.get("format") == "json" or "application/json" in (
+            request.headers.get("Accept", "")
+        )
+        if wants_json:
+            body: dict[str, Any] = {"ok": ok, "reason": _one_line(reason) if not ok else "ok"}
+            if self.detail is not None:
+                try:
+                    body.update(self.detail())
+                except Exception:  # the detail must never turn a healthy probe into a 500
+                    log.exception("health detail failed")
+            return web.json_response(body, status=200 if ok else 503)
         if ok:
             return web.Response(text="ok\n")
         return web.Response(status=503, text=f"{_one_line(reason)}\n")

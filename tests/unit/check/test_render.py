@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from tests.schemas.check_report import validate_check_report
 from tlspolicy.check.findings import Finding, Report, Section, Status
 from tlspolicy.check.render import headline, render_human, render_json, render_monitoring
 
@@ -40,6 +41,10 @@ def test_render_json_stable_keys() -> None:
     ]  # fmt: skip
     assert (data["status"], data["exit_status"], data["first_fix"]) == ("ok", 0, None)
     assert [s["section"] for s in data["sections"]] == ["mx", "smtp"]
+    validate_check_report(data)
+    bad = Finding(Section.DANE, "dane.match", Status.ERROR, "no match", "mx")
+    validate_check_report(json.loads(render_json(Report.build("d.example", [*GOOD, bad]))))
+    validate_check_report(json.loads(render_json(Report.build("d.example", [], unknown="x"))))
 
 
 def test_render_monitoring_line_and_perfdata() -> None:

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from tests.unit.check.helpers import Chain, done, failed
 from tlspolicy.check.findings import Finding, Section, Status
-from tlspolicy.check.senders import HostVerdict, check_senders, host_verdict
+from tlspolicy.check.senders import HostVerdict, check_outcome, check_senders, host_verdict
 from tlspolicy.check.session import Stage
+from tlspolicy.config import parse_config
 from tlspolicy.mtasts.policy import parse_policy
-from tlspolicy.verdict import Verdict
+from tlspolicy.verdict import Decision, Verdict
 
 
 def one(verdict: Verdict, hosts: list[HostVerdict], **kw: bool) -> Finding:
@@ -58,3 +59,17 @@ def test_senders_host_verdict_from_probes_and_findings() -> None:
     refused = [failed("mx.example.com", Stage.CONNECT, "refused")]
     assert host_verdict("mx.example.com", refused, None, None, []).tls is False
     assert host_verdict("mx.example.com", [], None, None, []).pkix is None
+
+
+def test_senders_check_outcome_renders_the_reply_postfix_gets() -> None:
+    profile = parse_config({}).profile("QUERY")
+    policy = parse_policy("version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n")
+    decision = Decision(Verdict.SECURE, "example.com", "MTA-STS policy mode enforce", policy)
+    good = HostVerdict("mx.example.com", True, True, None, True)
+    findings, facts = check_outcome(
+        profile, "tlspolicy", decision, [good], null_mx=False, probed=True
+    )
+    assert facts["reply"].startswith("OK secure match=.example.com")
+    assert (facts["verdict"], findings[0].status) == ("secure", Status.OK)
+    missing, facts = check_outcome(None, "nope", decision, [good], null_mx=False, probed=True)
+    assert (missing[0].status, facts) == (Status.ERROR, {"map": "nope"})

@@ -38,7 +38,7 @@ def edge(**config: Any) -> tuple[Answerer, Recording, Clock]:
     parsed = parse_config({"cache": {"backend": "memory", "refresh_ahead": False}, **config})
     service = make_service(dns, fetcher, clock, parsed).service
     metrics = Recording()
-    service.metrics = metrics
+    service.metrics = service.gate.metrics = metrics
     return Answerer(service, metrics=metrics, clock=clock), metrics, clock
 
 
@@ -72,6 +72,7 @@ async def test_override_answers_before_lookups_and_its_memo_ends_at_expiry(
 async def test_override_that_weakens_is_warned_rate_limited_and_listed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, "tlspolicy.service")  # a CLI test may raise the root level
     answers, _, clock = edge(overrides={"dane.example": {"level": "encrypt", "reason": "x"}})
     service = answers.service
     await service.cache.open()
