@@ -202,7 +202,30 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
     if start:
         ms = start["first_answer_ms"]
         check("startup to first answer < 1 s", f"{ms:.0f} ms", ms < 1000)
+    out.extend(issue12_targets(r))
     return out
+
+
+def issue12_targets(r: dict[str, Any]) -> list[list[str]]:
+    """Issue 12: DNS queries per domain, workers scaling, a restart without failures."""
+    rows: list[list[str]] = []
+    sts = r.get("cold", {}).get("ours_sts_c16") or r.get("cold", {}).get("ours_sts_c1")
+    if sts and sts.get("dns_per_key") is not None:
+        per = sts["dns_per_key"]
+        rows.append(["DNS queries per MTA-STS domain < 6 (postfix-tlspol's)", f"{per:g}",
+                     "yes" if per < 6 else "**no**"])  # fmt: skip
+    w = r.get("workers", {})
+    if "ratio_2_to_1" in w:
+        ratio = w["ratio_2_to_1"]
+        rows.append(["2 workers ≥ 1.8x one worker, hot, 2 cores", f"{ratio:.2f}x",
+                     "yes" if ratio >= 1.8 else "**no**"])  # fmt: skip
+    restart = w.get("restart")
+    if restart:
+        bad = restart["timeouts"] + restart["errors"] + restart["unfinished"]
+        done = restart.get("restart_s") is not None
+        rows.append(["rolling restart under load (C=64): 0 failed", f"{bad} failed",
+                     "yes" if bad == 0 and done else "**no**"])  # fmt: skip
+    return rows
 
 
 def workers_lines(r: dict[str, Any]) -> list[str]:
@@ -264,7 +287,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Startup and memory:", ""]
     lines += _table(["measure", "tlspolicy", PEER, "ours/peer"], memory_rows(r, n))
     lines += workers_lines(r)
-    lines += ["", "Targets (issue 6):", ""]
+    lines += ["", "Targets (issues 6 and 12):", ""]
     lines += _table(["target", "measured", "met"], targets(r))
     lines += profile_lines(r)
     if r.get("checks"):

@@ -2,4 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = ["tests.lab.services", "tests.integration.server"]
+
+# Loggers whose level ``tlspolicy.logsetup.setup_logging`` sets (besides the root).
+_TUNED_LOGGERS = ("asyncio", "asyncpg.pool")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """A test that runs a command in-process (``cli.main.main``) calls ``setup_logging``,
+    which replaces the root handlers and level for the whole process; restore them, so the
+    next test's ``caplog`` sees what it expects whatever ran before it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in _TUNED_LOGGERS}
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)

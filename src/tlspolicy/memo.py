@@ -26,6 +26,7 @@ class Memo:
     domain: str
     until: float
     shadow_kind: str = ""  # a shadow map's reply: the kind it would have sent
+    override: bool = False  # an operator override's answer (counted per use)
 
 
 class AnswerMemo:

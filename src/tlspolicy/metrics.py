@@ -24,12 +24,11 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from tlspolicy import __version__
+from tlspolicy.opmetrics import OperatorMetrics
 
 OTHER = "other"  # the bucket for any label value outside its fixed set
 
 ANSWERS = ("dane-only", "dane", "secure", "notfound", "temp", "perm", "may", "encrypt", "none")
-OVERRIDE_STATES = ("active", "expired")
-DRIFT_KINDS = ("mta_sts", "dane")
 CACHE_LAYERS = ("hot", "backend")
 REFRESH_OUTCOMES = ("success", "failure", "skipped")
 DOWNGRADE_KINDS = ("dane", "mta_sts")
@@ -120,7 +119,7 @@ class MetricsSink(Protocol):
     def drift(self, kind: str) -> None: ...
 
 
-class Metrics:
+class Metrics(OperatorMetrics):
     """Every tlspolicy metric, registered on ``self.registry``.
 
     Args:
@@ -192,7 +191,7 @@ class Metrics:
             "tlspolicy_cache_backend_up", "1 when the cache backend answers", registry=r
         )
         self._bind_tlsrpt(r)
-        self._bind_operator(r)
+        self._bind_operator(r, ANSWERS, OTHER)
         build = Gauge(
             "tlspolicy_build_info", "Always 1; the version is a label", ["version"], registry=r
         )
@@ -294,39 +293,6 @@ class Metrics:
         self._backend_up.set(1 if ok else 0)
 
     # --- TLSRPT (tlsrpt/sink.py TlsrptMetricsSink) ----------------------------------
-
-    def _bind_operator(self, r: CollectorRegistry) -> None:
-        """Overrides, shadow mode and drift (issue 14): fixed label sets, no domains."""
-        overrides = Counter(
-            "tlspolicy_override_answers_total",
-            "Queries an operator override matched, by state (expired: ignored, looked up)",
-            ["state"],
-            registry=r,
-        )
-        self._override_children = {s: overrides.labels(state=s) for s in (*OVERRIDE_STATES, OTHER)}
-        shadow = Counter(
-            "tlspolicy_shadow_answers_total",
-            "What shadow maps would have answered (they answer NOTFOUND)",
-            ["answer"],
-            registry=r,
-        )
-        self._shadow_children = {a: shadow.labels(answer=a) for a in (*ANSWERS, OTHER)}
-        drift = Counter(
-            "tlspolicy_policy_drift_total",
-            "Cached enforcing policies that stopped covering the current MX hosts, by kind",
-            ["kind"],
-            registry=r,
-        )
-        self._drift_children = {k: drift.labels(kind=k) for k in (*DRIFT_KINDS, OTHER)}
-
-    def override(self, state: str) -> None:
-        self._override_children.get(state, self._override_children[OTHER]).inc()
-
-    def shadow(self, answer: str) -> None:
-        self._shadow_children.get(answer, self._shadow_children[OTHER]).inc()
-
-    def drift(self, kind: str) -> None:
-        self._drift_children.get(kind, self._drift_children[OTHER]).inc()
 
     def _bind_tlsrpt(self, r: CollectorRegistry) -> None:
         datagrams = Counter(

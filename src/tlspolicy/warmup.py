@@ -67,6 +67,9 @@ LAZY_MODULES = (
     "aiohttp.connector",
     "aiohttp.resolver",
     "aiohappyeyeballs",
+    "cryptography.x509",  # dane/tlsa.py, for Full TLSA records only
+    "cryptography.exceptions",
+    "cryptography.hazmat.primitives.serialization",
     "prometheus_client",
     "prometheus_client.exposition",
     "concurrent.futures.thread",
@@ -89,6 +92,8 @@ def preload(config: Config) -> list[str]:
     modules (``hiredis``) may be missing; their absence is no error.
     """
     names = [*LAZY_MODULES, *BACKEND_MODULES.get(config.cache.backend, ())]
+    if config.tlsrpt.store_backend == "postgres":  # tlsrpt/backend.py imports it lazily
+        names += [*BACKEND_MODULES["postgres"], "tlspolicy.tlsrpt.postgres_backend"]
     missing = [name for name in names if _import(name) is None]
     # dnspython loads one module per record type on first sight (and probes for absent
     # class-specific ones); load them all now and switch the loading off.

@@ -122,9 +122,10 @@ CASES = [
         "none",
         "no MX host in a signed zone; MX RRset not signed",
         False,
-        (("plain.unsigned.lab", "MX", "insecure"), ("mx1.plain.unsigned.lab", "A", "insecure")),
+        (("plain.unsigned.lab", "MX", "insecure"),),
         (("mx1.plain.unsigned.lab", "insecure", "", "", 0, 0),),
-        absent=(("_25._tcp.mx1.plain.unsigned.lab", "TLSA"),),
+        # A host in the domain's own unsigned zone: neither address nor TLSA is asked.
+        absent=(("_25._tcp.mx1.plain.unsigned.lab", "TLSA"), ("mx1.plain.unsigned.lab", "A")),
     ),
     Case(
         "unusable.lab",
@@ -248,10 +249,9 @@ CASES = [
         False,
         (
             ("sts.unsigned.lab", "MX", "insecure"),
-            ("mx1.sts.unsigned.lab", "A", "insecure"),
             ("_mta-sts.sts.unsigned.lab", "TXT", "insecure"),
         ),
-        absent=(("_25._tcp.mx1.sts.unsigned.lab", "TLSA"),),
+        absent=(("_25._tcp.mx1.sts.unsigned.lab", "TLSA"), ("mx1.sts.unsigned.lab", "A")),
     ),
     Case(
         # RFC 7672 §2.2.2: a secure CNAME to an unsigned target; TLSA at the initial name.

@@ -140,13 +140,18 @@ ODD_KEYS = {
 }
 
 
+def ask_once(server: ServerProcess, payload: bytes) -> bytes:
+    """One request on a connection of its own, closed afterwards."""
+    with connect(server) as sock:
+        return ask(sock, payload)
+
+
 def check_framing_error(server: ServerProcess, raw: bytes) -> None:
-    keeper = connect(server)
-    with connect(server) as bad:
-        bad.sendall(raw)
-        assert closed_by_server(bad), raw
-    assert ask(keeper, b"QUERY sts-good.lab").decode() == STS_GOOD
-    keeper.close()
+    with connect(server) as keeper:
+        with connect(server) as bad:
+            bad.sendall(raw)
+            assert closed_by_server(bad), raw
+        assert ask(keeper, b"QUERY sts-good.lab").decode() == STS_GOOD
 
 
 def check_odd_keys(server: ServerProcess) -> None:
@@ -171,15 +176,14 @@ def check_back_to_back_and_byte_by_byte(server: ServerProcess) -> None:
 
 
 def check_half_sent_request(server: ServerProcess) -> None:
-    half = connect(server)
-    half.sendall(b"18:QUERY sts-")
-    assert ask(connect(server), b"QUERY plain.lab") == b"NOTFOUND "  # others are served
-    half.sendall(b"good.lab,")  # the rest, later: answered
-    assert read_netstring(half).decode() == STS_GOOD
-    half.sendall(b"18:QUERY sts-")
-    half.shutdown(socket.SHUT_WR)  # and gone mid-request: the server closes its side
-    assert closed_by_server(half)
-    half.close()
+    with connect(server) as half:
+        half.sendall(b"18:QUERY sts-")
+        assert ask_once(server, b"QUERY plain.lab") == b"NOTFOUND "  # others are served
+        half.sendall(b"good.lab,")  # the rest, later: answered
+        assert read_netstring(half).decode() == STS_GOOD
+        half.sendall(b"18:QUERY sts-")
+        half.shutdown(socket.SHUT_WR)  # and gone mid-request: the server closes its side
+        assert closed_by_server(half)
 
 
 def check_idle_flood(server: ServerProcess, count: int) -> list[socket.socket]:
@@ -274,7 +278,7 @@ def test_hostile_client_that_never_reads_is_paused_then_closed(start_server: Any
     try:
         after = rss_kib(server.process.pid)
         assert after < before * RSS_RATIO, (before, after)
-        assert ask(connect(server), b"QUERY sts-good.lab").decode() == STS_GOOD  # responsive
+        assert ask_once(server, b"QUERY sts-good.lab").decode() == STS_GOOD  # responsive
         wait_for(lambda: "replies not read" in server.log())  # aborted after idle_timeout
     finally:
         sock.close()
@@ -296,6 +300,6 @@ def test_hostile_everything_at_once_keeps_memory_bounded(
         for sock in check_idle_flood(server, IDLE_FLOOD // 2):
             sock.close()
         flood_without_reading(server).close()
-    assert ask(connect(server), b"QUERY sts-good.lab").decode() == STS_GOOD
+    assert ask_once(server, b"QUERY sts-good.lab").decode() == STS_GOOD
     after = rss_kib(server.process.pid)
     assert after < before * RSS_RATIO, (before, after)

@@ -32,6 +32,7 @@ from tests.lab.https import POLICY_PATH, WRONG_CERT_NAME, Behavior
 from tests.lab.postfix import PostmapKind, postmap_query, socketmap_inet, socketmap_unix
 from tests.lab.scenario import Lab, start_lab, sts_policy, sts_txt
 from tlspolicy.config import load_config, parse_config
+from tlspolicy.dnswire import parse_message, tlsa_fields
 
 pytestmark = pytest.mark.integration
 
@@ -168,8 +169,8 @@ def test_lab_nxdomain_is_authenticated(lab: Lab) -> None:
 def test_lab_malformed_tlsa_is_served_securely(lab: Lab) -> None:
     """The wire answer is secure and carries the 5-byte SHA-256 record.
 
-    Plain dnspython refuses such a record; tlspolicy.dnsclient relaxes that check (the data
-    only makes the record unusable), which the DANE integration tests exercise.
+    Plain dnspython refuses such a record; tlspolicy.dnswire keeps it (the data only makes
+    the record unusable), which the DANE integration tests exercise.
     """
     request = dns.message.make_query("_25._tcp.mx1.malformed-tlsa.lab", "TLSA", want_dnssec=True)
     request.flags |= dns.flags.AD
@@ -180,11 +181,11 @@ def test_lab_malformed_tlsa_is_served_securely(lab: Lab) -> None:
     flags = int.from_bytes(wire[2:4], "big")
     assert flags & 0x000F == dns.rcode.NOERROR
     assert flags & dns.flags.AD
-    import tlspolicy.dnsclient  # noqa: F401, PLC0415 - installs the relaxed TLSA parsing
-
-    message = dns.message.from_wire(wire)
-    lengths = sorted(len(rd.cert) for rrset in message.answer for rd in rrset if rd.rdtype == 52)
-    assert 5 in lengths
+    with pytest.raises(dns.exception.FormError):
+        dns.message.from_wire(wire)
+    message = parse_message(wire)
+    fields = [tlsa_fields(rd) for rrset in message.answer for rd in rrset if rd.rdtype == 52]
+    assert 5 in [len(f[3]) for f in fields if f is not None]
 
 
 @pytest.mark.parametrize("transport", [dns.query.udp, dns.query.tcp], ids=["udp", "tcp"])

@@ -9,6 +9,7 @@ the recipient domains of a generated Postfix log.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import subprocess
@@ -53,6 +54,16 @@ def cli(
     )
 
 
+def answers(server: ServerProcess, domain: str, value: str) -> bool:
+    return server.postmap(domain).value == value
+
+
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text: str = response.read().decode()
+    return text
+
+
 @pytest.fixture(params=SHARED)
 def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     return {**cache_section(request.param, request, tmp_path), "hot_ttl": 1}
@@ -61,21 +72,25 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 def test_operator_e2e_override_on_one_mta_changes_the_second_and_expires(
     start_server: Any, lab: Lab, shared: dict[str, Any]
 ) -> None:
+    port = free_port(udp=False)
     first = start_server(cache=shared)
-    second = start_server(cache=shared)
+    second = start_server(cache=shared, server={"metrics_listen": f"127.0.0.1:{port}"})
     assert second.postmap("sts-good.lab").value == STS_GOOD
+    # Long enough that no check of the active override can race its expiry on a busy
+    # machine (each CLI call is a new process); the expiry is tested with a short one below.
     added = cli(
-        first, "override", "add", "sts-good.lab", "may", "--until", "8s", "--reason", REASON
+        first, "override", "add", "sts-good.lab", "may", "--until", "10m", "--reason", REASON
     )
     assert added.returncode == 0, added.stderr
-    assert "weakens sts-good.lab's MTA-STS enforce" in added.stderr  # first looked it up
+    assert "weakens sts-good.lab's MTA-STS enforce" in added.stderr  # the cache knows it
 
-    wait_until(
-        lambda: second.postmap("sts-good.lab").value == "may",
-        timeout=PROPAGATION_TIMEOUT_S,
-        what="the override on the second MTA",
-    )
-    assert first.postmap("sts-good.lab").value == "may"
+    # Each server re-reads the store every hot_ttl, on its own schedule.
+    for server in (second, first):
+        wait_until(
+            functools.partial(answers, server, "sts-good.lab", "may"),
+            timeout=PROPAGATION_TIMEOUT_S,
+            what="the override on both MTAs",
+        )
     assert second.postmap("mx1.sts-good.lab").kind.name == "NOTFOUND"  # no --subdomains
     listed = json.loads(cli(second, "override", "list", "--json").stdout)
     assert [(o["domain"], o["answer"], o["state"]) for o in listed] == [
@@ -86,20 +101,35 @@ def test_operator_e2e_override_on_one_mta_changes_the_second_and_expires(
     assert query["override"]["reason"] == REASON
     assert query["override"]["state"] == "active"
     assert REASON in query["reason"] and "override until" in query["reason"]
+    assert "OK may (override until" in cli(second, "cache", "list").stdout
     log = second.log()
     assert f"sts-good.lab: may by override (reason: {REASON}; until" in log
     assert "WARNING tlspolicy.service: sts-good.lab: override may weakens MTA-STS enforce" in log
+    health = json.loads(http_text(f"http://127.0.0.1:{port}/healthz?format=json"))
+    assert health["ok"] is True
+    assert [(o["domain"], o["weakens"], o["reason"]) for o in health["weakening_overrides"]] == [
+        ("sts-good.lab", "MTA-STS enforce", REASON)
+    ]
+    assert 'tlspolicy_override_answers_total{state="active"}' in http_text(
+        f"http://127.0.0.1:{port}/metrics"
+    )
 
     # It expires by itself: both MTAs look up again, and say so once.
+    shortened = cli(
+        first, "override", "add", "sts-good.lab", "may", "--until", "2s", "--reason", REASON
+    )
+    assert shortened.returncode == 0, shortened.stderr
     wait_until(
         lambda: second.postmap("sts-good.lab").value == STS_GOOD,
-        timeout=PROPAGATION_TIMEOUT_S + 8,
+        timeout=PROPAGATION_TIMEOUT_S + 2,
         what="the override to expire",
     )
     assert first.postmap("sts-good.lab").value == STS_GOOD
     for _ in range(3):
         assert second.request("sts-good.lab") == "OK " + STS_GOOD
     assert second.log().count("sts-good.lab: override may expired at") == 1
+    health = json.loads(http_text(f"http://127.0.0.1:{port}/healthz?format=json"))
+    assert health["weakening_overrides"] == []
     listed = json.loads(cli(first, "override", "list", "--json").stdout)
     assert [o["state"] for o in listed] == ["expired"]
     removed = cli(first, "override", "remove", "sts-good.lab")
@@ -120,8 +150,7 @@ def test_operator_e2e_shadow_map_answers_notfound_while_metrics_show_enforcement
         result = server.postmap(domain)
         assert result.kind is PostmapKind.NOTFOUND, (domain, result)
     assert server.postmap("dane-only.lab", "ENFORCE").value == "dane-only"  # same decisions
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    text = http_text(f"http://127.0.0.1:{port}/metrics")
     assert 'tlspolicy_shadow_answers_total{answer="dane-only"} 2.0' in text
     assert 'tlspolicy_shadow_answers_total{answer="secure"} 1.0' in text
     assert 'tlspolicy_queries_total{answer="notfound",map="QUERY"} 3.0' in text
@@ -130,7 +159,9 @@ def test_operator_e2e_shadow_map_answers_notfound_while_metrics_show_enforcement
     assert "NOTFOUND (shadow; enforces: OK dane-only)" in listed
     assert f"NOTFOUND (shadow; enforces: OK {STS_GOOD})" in listed
     assert "OK dane-only" in cli(server, "cache", "list", "--map", "ENFORCE").stdout
-    assert json.loads(cli(server, "query", "dane-only.lab", "--json").stdout)["profile"]["shadow"]
+    query = json.loads(cli(server, "query", "dane-only.lab", "--json").stdout)
+    assert query["profile"]["shadow"]
+    assert (query["reply"], query["shadow_reply"]) == ("NOTFOUND ", "OK dane-only")
 
 
 def test_operator_e2e_policy_that_stops_covering_the_mx_raises_drift(
@@ -166,8 +197,8 @@ def test_operator_e2e_policy_that_stops_covering_the_mx_raises_drift(
 
     wait_until(looked_up_again, timeout=PROPAGATION_TIMEOUT_S, what="another MX lookup")
     assert server.log().count(DRIFT_WARNING) == 1
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert 'tlspolicy_policy_drift_total{kind="mta_sts"} 1.0' in response.read().decode()
+    metrics = http_text(f"http://127.0.0.1:{port}/metrics")
+    assert 'tlspolicy_policy_drift_total{kind="mta_sts"} 1.0' in metrics
 
 
 def postfix_log(entries: list[tuple[str, str, str]]) -> str:
@@ -237,3 +268,27 @@ def test_operator_e2e_warm_from_maillog_resolves_recent_recipient_domains(
     assert listed.stderr.splitlines()[-1] == (
         "warmed: 2 resolved (1 DANE, 0 MTA-STS, 1 no policy), 0 failed"
     )
+
+
+def test_operator_e2e_dane_only_domain_whose_mx_turns_insecure_raises_drift(
+    start_server: Any, fresh_lab: Lab, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server = start_server(
+        cache=cache_section("sqlite", request, tmp_path), dane={"min_ttl": 1, "max_ttl": 1}
+    )
+    assert server.postmap("dane-only.lab").value == "dane-only"
+    staged = fresh_lab.dns.get("dane-only.lab", "MX")
+    assert staged is not None
+    # The domain moves to a provider's unsigned zone: its MX RRset is no longer secure.
+    fresh_lab.dns.delete_records("dane-only.lab")
+    fresh_lab.dns.set_records("dane-only.lab", "CNAME", ["moved.unsigned.lab."])
+    fresh_lab.dns.set_records("moved.unsigned.lab", "MX", staged[1])
+    fresh_lab.dns.apply()
+
+    def warned() -> bool:
+        assert server.postmap("dane-only.lab").kind is not PostmapKind.TEMP
+        return "dane-only.lab: policy drift: MX RRset no longer DNSSEC-secure" in server.log()
+
+    wait_until(warned, timeout=PROPAGATION_TIMEOUT_S, what="the DANE drift warning")
+    assert server.postmap("dane-only.lab").value != "dane-only"
+    assert server.log().count("policy drift: MX RRset no longer DNSSEC-secure") == 1

@@ -83,3 +83,11 @@ async def test_override_written_by_one_instance_is_read_by_another(
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_a_new_override_keeps_the_live_ones(backend: CacheBackend, clock: FakeClock) -> None:
+    await backend.put_override("old.example", "{}", clock.now + 1)
+    await backend.put_override("live.example", "{}", clock.now + 60)
+    clock.advance(2)
+    await backend.put_override("new.example", "{}", clock.now + 60)
+    assert sorted(await backend.overrides()) == ["live.example", "new.example"]

@@ -86,5 +86,6 @@ def test_soak_short_rss_bounded_while_memos_expire(start_server: Any, tmp_path: 
     answered, bad = asyncio.run(_load(server, names, QUERIES))
     assert (answered, bad[:5]) == (QUERIES, [])
     end = _rss_kib(server.process.pid)
+    print(f"RSS after warm-up {warm} KiB, at the end {end} KiB ({end / warm:.3f})")  # for -s
     assert end / warm < MAX_GROWTH, f"RSS {warm} KiB after warm-up, {end} KiB at the end"
     assert server.process.poll() is None

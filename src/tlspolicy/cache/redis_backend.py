@@ -7,7 +7,7 @@ keys in one call):
   ``keep_until``; ``PEXPIREAT`` = keep_until, so nothing grows without bound. Reads also
   compare ``keep_until`` with our clock, so an entry is never returned after its time even
   if the server's clock lags. Writes are Lua scripts, so counter merges are atomic.
-* ``tlspolicy:o:<domain>``: an operator override (``cache.redis_overrides``).
+* ``tlspolicy:overrides``: operator overrides, one hash (``cache.redis_overrides``).
 * ``tlspolicy:l:<key>``: a lease, ``SET key owner NX PX``; extension and release are
   compare-and-set scripts, so only the owner can extend or delete it.
 

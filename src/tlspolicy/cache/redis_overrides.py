@@ -1,25 +1,31 @@
-"""Overrides in Redis: ``tlspolicy:o:<domain>`` hashes (``data``, ``keep_until``).
+"""Overrides in Redis: one hash ``tlspolicy:overrides``, field = domain, value =
+``<keep_until>\\n<override JSON>``.
 
-``PEXPIREAT`` keep_until bounds the key's life; reads also compare ``keep_until`` with our
-clock, as for entries, so a lagging server clock never revives an override.
-
-A mixin of ``RedisBackend`` (kept apart to keep that module small). Entry scans and purges
-use the ``tlspolicy:e:`` prefix, so they never touch overrides.
+One hash, not a key per domain: every server re-reads all overrides every ``cache.hot_ttl``,
+and ``HGETALL`` is one round trip where a ``SCAN`` would walk every cache entry. Redis has
+no portable per-field expiry, so reads compare ``keep_until`` with our clock (as for
+entries) and writes drop the fields that are past it. A mixin of ``RedisBackend``; entry
+scans and purges use the ``tlspolicy:e:`` prefix and never touch this hash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-OVERRIDE_PREFIX = b"tlspolicy:o:"
+OVERRIDES_KEY = b"tlspolicy:overrides"
 
 
-def _override_key(domain: str) -> bytes:
-    return OVERRIDE_PREFIX + domain.encode("utf-8", "surrogateescape")
+def _parse(value: bytes) -> tuple[float, str] | None:
+    head, sep, data = value.decode("utf-8", "replace").partition("\n")
+    try:
+        keep_until = float(head)
+    except ValueError:
+        return None
+    return (keep_until, data) if sep and not math.isnan(keep_until) else None
 
 
 class RedisOverrides:
@@ -33,40 +39,33 @@ class RedisOverrides:
     def _mapped_errors(self) -> contextlib.AbstractContextManager[None]:  # pragma: no cover
         raise NotImplementedError
 
-    def _scan(self, prefix: bytes) -> AsyncIterator[list[bytes]]:  # pragma: no cover
-        raise NotImplementedError
-
     async def put_override(self, domain: str, data: str, keep_until: float) -> None:
-        key = _override_key(domain)
+        now = self._clock()
         with self._mapped_errors():
+            stored = await self._all()
+            stale = [d for d, (keep, _) in stored.items() if keep < now and d != domain]
             async with self._redis().pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                pipe.hset(key, mapping={"data": data, "keep_until": repr(keep_until)})
-                if math.isfinite(keep_until):
-                    pipe.pexpireat(key, max(1, math.ceil(keep_until * 1000)))
+                pipe.hset(OVERRIDES_KEY, domain, f"{keep_until!r}\n{data}")
+                if stale:
+                    pipe.hdel(OVERRIDES_KEY, *stale)
                 await pipe.execute()
 
     async def overrides(self) -> dict[str, str]:
-        found: dict[str, str] = {}
         now = self._clock()
         with self._mapped_errors():
-            async for batch in self._scan(OVERRIDE_PREFIX):
-                async with self._redis().pipeline(transaction=False) as pipe:
-                    for key in batch:
-                        pipe.hmget(key, ["data", "keep_until"])
-                    replies = await pipe.execute(raise_on_error=False)
-                for key, reply in zip(batch, replies, strict=True):
-                    if isinstance(reply, Exception) or not isinstance(reply[0], bytes):
-                        continue  # not ours (WRONGTYPE) or gone meanwhile
-                    try:
-                        keep_until = float(reply[1])
-                    except (TypeError, ValueError):
-                        continue
-                    if keep_until >= now:
-                        domain = key[len(OVERRIDE_PREFIX) :].decode("utf-8", "surrogateescape")
-                        found[domain] = reply[0].decode("utf-8", "replace")
-        return dict(sorted(found.items()))
+            stored = await self._all()
+        return {d: data for d, (keep, data) in sorted(stored.items()) if keep >= now}
 
     async def delete_override(self, domain: str) -> bool:
         with self._mapped_errors():
-            return bool(await self._redis().delete(_override_key(domain)))
+            return bool(await self._redis().hdel(OVERRIDES_KEY, domain))
+
+    async def _all(self) -> dict[str, tuple[float, str]]:
+        """Every field, parsed; ``put_override`` uses the past ones to delete them."""
+        raw = await self._redis().hgetall(OVERRIDES_KEY)
+        found: dict[str, tuple[float, str]] = {}
+        for field, value in raw.items():
+            parsed = _parse(value) if isinstance(value, bytes) else None
+            if parsed is not None and isinstance(field, bytes):
+                found[field.decode("utf-8", "surrogateescape")] = parsed
+        return found

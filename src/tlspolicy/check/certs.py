@@ -51,7 +51,7 @@ class CertInfo:
 def load(der: bytes) -> x509.Certificate | None:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # as dane/tlsa.py: not a certificate
         return None
 
 

@@ -20,6 +20,7 @@ from tlspolicy.config import Config, MapProfile
 from tlspolicy.drift import entry_drift
 from tlspolicy.errors import CacheError
 from tlspolicy.maillog import read_lines, recent_domains
+from tlspolicy.overrides.book import override_decision
 from tlspolicy.plan import PlanSettings, plan_answer
 from tlspolicy.socketmap.answer import Reply, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
@@ -103,12 +104,19 @@ async def _run(app: App, config: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
         entries = sorted(await cache.entries(), key=lambda e: e.domain)
         profile = _profile(config, args.map)
+        overrides = app.service.overrides
+        await overrides.load()
         if args.json:
             print(json.dumps([_describe(e, now) for e in entries], indent=2))
         else:
             for entry in entries:
                 decided = cached_answer(entry, profile, config, now)
+                override = override_decision(overrides.find(entry.domain, now), entry.domain)
+                if override is not None:  # answered before the cached data is looked at
+                    decided = render(override, profile)
                 reply = decided.text
+                if override is not None:
+                    reply += f" ({override.reason})"
                 if decided.kind != "lookup" and shadowed(decided, profile) is not decided:
                     reply = f"{shadowed(decided, profile).text}(shadow; enforces: {reply})"
                 drift = entry_drift(entry)

@@ -10,12 +10,12 @@ from tlspolicy.app import App
 from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.cli.admin import cached_answer
-from tlspolicy.config import Config
+from tlspolicy.config import Config, MapProfile
 from tlspolicy.errors import CacheError
 from tlspolicy.mtasts.state import StsState
 from tlspolicy.overrides.book import override_decision
 from tlspolicy.overrides.store import OverrideStore
-from tlspolicy.socketmap.answer import NOTFOUND, perm, render
+from tlspolicy.socketmap.answer import NOTFOUND, Reply, perm, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
 from tlspolicy.trace import Trace, recording
 
@@ -45,8 +45,7 @@ async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
         out["override"]["until"] = match.override.describe_until()
         decision = override_decision(match, domain)
         if decision is not None:  # the server answers this before any lookup
-            reply = render(decision, profile)
-            out.update(reply=reply.text, verdict=reply.kind, reason=decision.reason)
+            _served(out, render(decision, profile), profile, decision.reason)
             return out
     trace = Trace()
     started = time.monotonic()
@@ -54,8 +53,7 @@ async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:
         resolution = await app.service.resolve(domain, profile)
     out["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
     decision = resolution.decision
-    reply = render(decision, profile)
-    out.update(reply=reply.text, verdict=reply.kind, reason=decision.reason)
+    _served(out, render(decision, profile), profile, decision.reason)
     if resolution.dane is not None:
         out["dane"] = resolution.dane.to_json()
     sts_state = resolution.sts_state
@@ -100,6 +98,15 @@ async def cached_view(config: Config, map_name: str, domain: str) -> dict[str, A
     }
 
 
+def _served(out: dict[str, Any], decided: Reply, profile: MapProfile, reason: str) -> None:
+    """What the server sends (``shadowed``: a shadow map sends NOTFOUND) and, for a shadow
+    map, what it would have sent."""
+    reply = shadowed(decided, profile)
+    out.update(reply=reply.text, verdict=reply.kind, reason=reason)
+    if reply is not decided:
+        out.update(shadow_reply=decided.text, shadow_verdict=decided.kind)
+
+
 async def configured_overrides(config: Config) -> OverrideStore:
     """The overrides the server applies: the configuration's plus those stored in the
     configured cache backend (read once; an unreadable backend leaves the configured)."""
@@ -139,6 +146,8 @@ def print_explanation(out: dict[str, Any]) -> None:
         lines.append(f"domain:   {out['domain']}")
     lines.append(f"reply:    {out['reply']}")
     lines.append(f"verdict:  {out['verdict']}: {out['reason']}")
+    if "shadow_reply" in out:
+        lines.append(f"shadow:   the map is in shadow mode; it would answer {out['shadow_reply']}")
     override = out.get("override")
     if override:
         lines.append(

@@ -3,8 +3,9 @@
 The conclusions are drawn in ``decision.py``; this module only decides what to ask next:
 
 1. MX for the domain (the adapter follows CNAMEs). Failure → ``temp``.
-2. For each MX host, at most ``concurrency`` at a time: A, then AAAA only when A is
-   NODATA. Only a secure, non-empty address answer leads to a TLSA lookup (§2.2.2:
+2. Hosts at or below an insecure MX owner name are in an unsigned zone: not asked about
+   (``_in_unsigned_zone``). For each other MX host, ``concurrency`` at a time: A, then
+   AAAA only when A is NODATA. Only a secure, non-empty address answer leads to a TLSA lookup (§2.2.2:
    "If the first address response is insecure, the client SHOULD NOT look up TLSA";
    Postfix ``tls_dane_resolve`` does the same).
 3. TLSA at ``_25._tcp.<base>``. When the secure address answer came through a CNAME
@@ -21,6 +22,7 @@ The conclusions are drawn in ``decision.py``; this module only decides what to a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from tlspolicy.dane.decision import (
     HostOutcome,
@@ -78,10 +80,39 @@ async def lookup_dane(
     else:
         plan = plan_mx(domain, mx_answer)
         gate = asyncio.Semaphore(max(1, concurrency))
-        outcomes = await asyncio.gather(*(_examine_host(host, dns, gate) for host in plan.hosts))
+        unsigned = _in_unsigned_zone(domain, mx_answer)
+        outcomes = await asyncio.gather(
+            *(
+                _unsigned_host(host) if unsigned(host) else _examine_host(host, dns, gate)
+                for host in plan.hosts
+            )
+        )
         result = decide(plan, outcomes, limits)
     note(f"DANE {domain}: {result.level.value}: {result.reason}")
     return result
+
+
+def _in_unsigned_zone(domain: str, mx_answer: DnsAnswer) -> Callable[[str], bool]:
+    """Which MX hosts certainly have no secure address: those at or below an insecure MX
+    owner name (DNS economy: asking for their addresses cannot lead to a TLSA lookup).
+
+    An insecure answer without CNAMEs means ``domain`` is in an unsigned zone (or below an
+    insecure delegation), and every name below it is as insecure (RFC 4035 §4.3, §5.2): a
+    validator cannot build a chain of trust through an unsigned parent. So such a host's
+    address answer would be insecure and §2.2.2 forbids the TLSA lookup. Hosts elsewhere
+    are still examined: a secure host of an insecure MX RRset gets DANE (``dane`` verdict,
+    Postfix's "half-dane"). Not applied through a CNAME (the insecure link may lie after
+    the domain's own zone). A trust anchor configured below an unsigned zone is the one
+    case this misses; such a host is reported insecure.
+    """
+    if mx_answer.secure or mx_answer.cnames:
+        return lambda host: False
+    return lambda host: host == domain or host.endswith("." + domain)
+
+
+async def _unsigned_host(host: str) -> HostOutcome:
+    detail = "in the MX owner's unsigned zone: no address or TLSA lookup"
+    return HostOutcome(HostResult(host, "insecure", detail=detail), ())
 
 
 async def _examine_host(host: str, dns: DnsClient, gate: asyncio.Semaphore) -> HostOutcome:

@@ -17,11 +17,10 @@ certificate for every Full record, peers.md Appendix A §1.2 item 6).
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import load_der_public_key
-
 from tlspolicy.dnsdata import TlsaRecord
+
+# cryptography (about 9 MB of memory) is imported only for Full (matching type 0) records,
+# which are rare; warmup.py loads it before a privilege drop.
 
 # RFC 7218 §2 acronyms, for explanations.
 USAGE_NAMES = {0: "PKIX-TA", 1: "PKIX-EE", 2: "DANE-TA", 3: "DANE-EE"}
@@ -60,6 +59,8 @@ def tlsa_usable(record: TlsaRecord) -> tuple[bool, str]:
 
 
 def _check_certificate(data: bytes) -> tuple[bool, str]:
+    from cryptography import x509  # noqa: PLC0415 - see the imports above
+
     try:
         x509.load_der_x509_certificate(data)
     except (ValueError, x509.InvalidVersion):  # OpenSSL's d2i_X509 refuses both
@@ -68,6 +69,9 @@ def _check_certificate(data: bytes) -> tuple[bool, str]:
 
 
 def _check_spki(data: bytes) -> tuple[bool, str]:
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import load_der_public_key  # noqa: PLC0415
+
     try:
         load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm):

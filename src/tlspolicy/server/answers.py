@@ -54,6 +54,8 @@ class Answerer:
         self.metrics.cache("hot", True)
         if memo.shadow_kind:
             self.metrics.shadow(memo.shadow_kind)
+        if memo.override:
+            self.metrics.override("active")  # counted like the answer it repeats
         self.metrics.query(name, memo.kind)
         return memo.reply
 
@@ -74,6 +76,7 @@ class Answerer:
         ):
             memo = Memo(reply.text, reply.kind, outcome.domain, outcome.reusable_until)
             memo.shadow_kind = shadow_kind
+            memo.override = outcome.source is Source.OVERRIDE
             self.memo.put((name, key), memo)
         self.metrics.query(name, reply.kind)
         return reply.text

@@ -73,6 +73,7 @@ class Supervisor:
         self.stop_event = asyncio.Event()
         self.restarting: asyncio.Task[None] | None = None
         self.ready = False
+        self.watchers: set[asyncio.Task[None]] = set()  # referenced until they end
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -140,7 +141,9 @@ class Supervisor:
             return False
         old = self.current.get(slot)
         self.current[slot] = worker
-        asyncio.get_running_loop().create_task(self._watch(worker))
+        watcher = asyncio.get_running_loop().create_task(self._watch(worker))
+        self.watchers.add(watcher)
+        watcher.add_done_callback(self.watchers.discard)
         if old is not None:
             old.retiring = True
             old.signal(signal.SIGTERM)  # the new one accepts already: nothing is refused

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from tests.unit.check.helpers import NOW, Chain
-from tlspolicy.check.certs import cert_info, days_left, name_matches, tlsa_match
+from tlspolicy.check.certs import cert_info, days_left, load, name_matches, tlsa_match
 from tlspolicy.dnsdata import TlsaRecord
 
 
@@ -65,3 +65,11 @@ def test_certs_tlsa_dane_ta_needs_the_ca_in_the_chain_and_the_name() -> None:
     other = Chain("mx.example.com")
     forged = (other.der[0], chain.der[1])  # a CA that did not sign this leaf
     assert "does not verify" in tlsa_match(chain.ta_201(), forged, "mx.example.com")[1]
+
+
+def test_load_a_certificate_with_an_invalid_version_is_none() -> None:
+    """The fuzzer's find in dane/tlsa.py (X.509 version field 4) must not crash ``check``."""
+    from tests.fuzztargets import CORPUS  # noqa: PLC0415
+
+    data = (CORPUS / "tlsa" / "crash-invalid-x509-version").read_bytes()[3:]
+    assert load(data) is None

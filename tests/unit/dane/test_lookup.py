@@ -88,6 +88,31 @@ async def test_lookup_insecure_mx_with_signed_host_is_dane() -> None:
     assert result.reason.endswith("; MX RRset not signed")
 
 
+async def test_lookup_hosts_below_an_insecure_mx_owner_are_not_asked() -> None:
+    # DNS economy: below an unsigned zone nothing is secure (RFC 4035 §4.3), so neither the
+    # address nor (RFC 7672 §2.2.2) the TLSA of such hosts is looked up; a host elsewhere is.
+    dns = FakeDns()
+    mx(dns, "example.com", "mx1.example.com", "mx.provider.net", secure=False)
+    host(dns, "mx1.example.com", USABLE)  # (impossible data: would be insecure)
+    host(dns, "mx.provider.net", USABLE)
+    result = await lookup_dane("example.com", dns)
+    assert result.level is DaneLevel.DANE
+    assert [q for q in dns.queries if q[0].endswith("example.com")] == [("example.com", "MX")]
+    assert result.hosts[0].address_status == "insecure"
+    assert "unsigned zone" in result.hosts[0].detail
+    assert tlsa_queries(dns) == ["_25._tcp.mx.provider.net"]
+
+
+async def test_lookup_insecure_mx_through_cname_examines_every_host() -> None:
+    dns = FakeDns()
+    dns.set("example.com", "MX", [MxRecord(10, "mx1.example.com")], secure=False,
+            cnames=(("example.com", "mail.example.net"),))  # fmt: skip
+    host(dns, "mx1.example.com", USABLE)
+    result = await lookup_dane("example.com", dns)
+    assert ("mx1.example.com", "A") in dns.queries
+    assert result.level is DaneLevel.DANE
+
+
 async def test_lookup_unsigned_domain_is_none_without_tlsa_queries() -> None:
     dns = FakeDns(default_secure=False)
     mx(dns, "example.com", "mx1.example.com", "mx2.example.com", secure=False)
@@ -318,7 +343,8 @@ async def test_lookup_null_mx_is_none_without_fallback(records: list[MxRecord]) 
     ("mx_secure", "level"),
     [
         pytest.param(True, DaneLevel.DANE_ONLY, id="secure-nodata"),
-        pytest.param(False, DaneLevel.DANE, id="insecure-nodata"),
+        # The domain's own zone is unsigned: its address cannot be secure, so not asked.
+        pytest.param(False, DaneLevel.NONE, id="insecure-nodata"),
     ],
 )
 async def test_lookup_implicit_mx(mx_secure: bool, level: DaneLevel) -> None:
