@@ -15,7 +15,7 @@ from tlspolicy.config import BackendName, CacheConfig, Config
 from tlspolicy.dnsclient import ResolverClient, system_nameservers
 from tlspolicy.dnsshare import SharedAnswers
 from tlspolicy.instrument import CountingDns, CountingFetcher
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.fetch import PolicyFetcher
 from tlspolicy.overrides.store import OverrideStore
 from tlspolicy.server.answers import Answerer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.dnsdata import DnsAnswer
 from tlspolicy.errors import DnsError, FetchError
-from tlspolicy.metrics import MetricsSink
+from tlspolicy.metricsink import MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher
 
 

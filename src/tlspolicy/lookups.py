@@ -29,7 +29,7 @@ from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneLevel, DaneResult
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.drift import new_drift
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher, refresh_sts
 from tlspolicy.mtasts.policy import Mode
 from tlspolicy.mtasts.state import StsErrorKind, StsState

@@ -23,7 +23,7 @@ from typing import Any
 from tlspolicy.cache.coordination import Coordinator
 from tlspolicy.dane.result import DaneLevel
 from tlspolicy.lookups import BranchLookups, shielded
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.plan import refresh_retry_delay
 
 log = logging.getLogger("tlspolicy.service")

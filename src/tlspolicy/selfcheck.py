@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.errors import DnsError
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from tlspolicy.config import Config, MapProfile
 from tlspolicy.dane.result import DaneLevel
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.lookups import BranchLookups, shielded
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.state import StsState, sts_view
 from tlspolicy.outcome import Outcome, Resolution, Source

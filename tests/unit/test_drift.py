@@ -15,7 +15,7 @@ from tlspolicy.cache.entry import DaneBranch
 from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
 from tlspolicy.dnsdata import MxRecord
 from tlspolicy.drift import dane_drift, entry_drift, new_drift, policy_mx_drift
-from tlspolicy.metrics import NullMetrics
+from tlspolicy.metricsink import NullMetrics
 from tlspolicy.mtasts.policy import parse_policy
 
 NOW = 1_800_000_000.0

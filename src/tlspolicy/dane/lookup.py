@@ -5,9 +5,9 @@ The conclusions are drawn in ``decision.py``; this module only decides what to a
 1. MX for the domain (the adapter follows CNAMEs). Failure → ``temp``.
 2. Hosts at or below an insecure MX owner name are in an unsigned zone: not asked about
    (``_in_unsigned_zone``). For each other MX host, ``concurrency`` at a time: A, then
-   AAAA only when A is NODATA. Only a secure, non-empty address answer leads to a TLSA lookup (§2.2.2:
-   "If the first address response is insecure, the client SHOULD NOT look up TLSA";
-   Postfix ``tls_dane_resolve`` does the same).
+   AAAA only when A is NODATA. Only a secure, non-empty address answer leads to a TLSA
+   lookup (§2.2.2: "If the first address response is insecure, the client SHOULD NOT
+   look up TLSA"; Postfix ``tls_dane_resolve`` does the same).
 3. TLSA at ``_25._tcp.<base>``. When the secure address answer came through a CNAME
    chain, the fully expanded name is tried first and the initial name only after a
    secure "no TLSA" at the expanded one (§2.2.2); an error on the first try is final,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tlspolicy.cache.entry import CacheEntry
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.outcome import Outcome, Source
 from tlspolicy.overrides.book import OverrideState, override_decision, weakens
 from tlspolicy.overrides.store import OverrideStore

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from tlspolicy.config import MapProfile
 from tlspolicy.memo import AnswerMemo, Memo
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.outcome import Outcome, Source
 from tlspolicy.service import PolicyService
 from tlspolicy.socketmap.answer import Reply, render, shadowed

@@ -22,7 +22,7 @@ from typing import Any
 
 from tlspolicy.config import ListenAddress, ServerConfig
 from tlspolicy.errors import ConfigError
-from tlspolicy.metrics import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.server.admission import Burst, ConnectionTable
 from tlspolicy.server.errorlog import ErrorLog, error_kind
 from tlspolicy.server.protocol import SocketmapProtocol

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from tests.unit.test_service import Clock, make_service, make_world
-from tlspolicy.metrics import NullMetrics
+from tlspolicy.metricsink import NullMetrics
 from tlspolicy.server.answers import Answerer
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.test_service import Clock, make_service, make_world
 from tlspolicy.config import parse_config
-from tlspolicy.metrics import NullMetrics
+from tlspolicy.metricsink import NullMetrics
 from tlspolicy.server.answers import Answerer
 
 STS_REPLY = "OK secure match=mx.sts.example servername=hostname"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from tlspolicy.metrics import Metrics, NullMetrics
+from tlspolicy.metrics import Metrics
+from tlspolicy.metricsink import NullMetrics
 from tlspolicy.tlsrpt.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 
 

@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 from tlspolicy.config import load_config
 from tlspolicy.metrics import Metrics
 
-ROOT = Path(__file__).parents[3]
+ROOT = Path(__file__).parents[2]
 CONTRIB = ROOT / "contrib"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 PROM_FUNCS = {"sum", "rate", "increase", "histogram_quantile", "min", "max", "by", "without"}

@@ -34,7 +34,7 @@ pytestmark = [
     ),
 ]
 
-CONTRIB = Path(__file__).parents[3] / "contrib" / "unbound-tlspolicy.conf"
+CONTRIB = Path(__file__).parents[2] / "contrib" / "unbound-tlspolicy.conf"
 SECURE_NAME = "ns.lab"  # the signed A record every lab zone has (tests/lab/zones.py)
 BOGUS_NAME = "bogus.lab"  # the lab zone with every signature broken
 START_TIMEOUT_S = 10.0
