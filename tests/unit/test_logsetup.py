@@ -1,0 +1,34 @@
+"""Logging set-up: plain text or one JSON object per line, the chosen level on the root."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+
+from tlspolicy.logsetup import JsonFormatter, setup_logging
+
+
+def test_json_lines_carry_level_logger_message_and_exception() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "tlspolicy.x", logging.ERROR, __file__, 1, "bücher %s", ("ok",), sys.exc_info()
+        )
+    data = json.loads(JsonFormatter().format(record))
+    assert data["level"] == "error" and data["logger"] == "tlspolicy.x"
+    assert data["message"] == "bücher ok"
+    assert data["time"].endswith("Z") and "ValueError: boom" in data["exception"]
+
+
+@pytest.mark.parametrize(("fmt", "kind"), [("json", JsonFormatter), ("text", logging.Formatter)])
+def test_setup_replaces_root_handlers_and_sets_levels(fmt: str, kind: type) -> None:
+    setup_logging("warning", fmt)  # the autouse fixture in tests/conftest.py restores it
+    root = logging.getLogger()
+    (handler,) = root.handlers
+    assert isinstance(handler.formatter, kind)
+    assert root.level == logging.WARNING
+    assert logging.getLogger("asyncpg.pool").level == logging.ERROR
