@@ -94,6 +94,9 @@ def _child(conf: str, keyfile: str, marker: str, *, profile: bool) -> None:
         profiler.disable()
     print(spent)
     if profiler is not None:
+        stats = pstats.Stats(profiler)
+        calls = stats.total_calls  # type: ignore[attr-defined]
+        print(f"  {calls / len(domains):,.0f} Python function calls per domain (cProfile)")
         for key in ("tottime", "cumulative"):
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats(key).print_stats(25)
