@@ -9,8 +9,14 @@ from prometheus_client import REGISTRY, generate_latest
 
 from tlspolicy import __version__
 from tlspolicy.metrics import Metrics
-from tlspolicy.metricsink import ANSWERS, LOOKUP_OUTCOMES, MAX_MAP_LABELS
-from tlspolicy.metricsink import NULL_METRICS, MetricsSink, NullMetrics
+from tlspolicy.metricsink import (
+    ANSWERS,
+    LOOKUP_OUTCOMES,
+    MAX_MAP_LABELS,
+    NULL_METRICS,
+    MetricsSink,
+    NullMetrics,
+)
 
 
 def value(m: Metrics, name: str, **labels: str) -> float | None:
