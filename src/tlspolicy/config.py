@@ -43,6 +43,7 @@ from tlspolicy.configtypes import (
     MtaStsConfig,
     PostfixConfig,
     ServerConfig,
+    ValidationFailure,
     default_maps,
     default_state_dir,
 )
@@ -108,12 +109,12 @@ def _dns(data: Any) -> DnsConfig:
         selfcheck_bogus_name=s.get("selfcheck_bogus_name", d.selfcheck_bogus_name, domain_name),
         selfcheck_interval=s.get("selfcheck_interval", d.selfcheck_interval, positive),
         on_validation_failure=s.get(
-            "on_validation_failure", d.on_validation_failure, choice("continue", "temp")
+            "on_validation_failure", d.on_validation_failure, enum_of(ValidationFailure)
         ),
     )
     if not 512 <= config.udp_size <= 4096:
         raise ConfigError("dns.udp_size: must be between 512 and 4096")
-    if config.on_validation_failure == "temp" and not config.selfcheck:
+    if config.on_validation_failure is ValidationFailure.TEMP and not config.selfcheck:
         raise ConfigError("dns.on_validation_failure: temp needs dns.selfcheck: true")
     s.finish()
     return config
@@ -287,6 +288,7 @@ __all__ = [
     "MtaStsConfig",
     "PostfixConfig",
     "ServerConfig",
+    "ValidationFailure",
     "default_state_dir",
     "load_config",
     "parse_config",

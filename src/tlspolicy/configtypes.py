@@ -34,6 +34,13 @@ class DnsFailure(StrEnum):
     TEMP = "temp"
 
 
+class ValidationFailure(StrEnum):
+    """``dns.on_validation_failure``: what to answer while the resolver does not validate."""
+
+    CONTINUE = "continue"
+    TEMP = "temp"
+
+
 class BackendName(StrEnum):
     """``cache.backend``."""
 
@@ -98,7 +105,7 @@ class DnsConfig:
     selfcheck_interval: float = 600.0
     # The self-check finds a resolver that answers without validating: "continue" answers
     # on (DANE domains look unsigned; logged, /healthz 503), "temp" defers every lookup.
-    on_validation_failure: str = "continue"
+    on_validation_failure: ValidationFailure = ValidationFailure.CONTINUE
 
 
 @dataclass(frozen=True, slots=True)

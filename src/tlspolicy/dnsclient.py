@@ -148,6 +148,10 @@ class ResolverClient:
             raise ValueError(f"unsupported rdtype {rdtype!r}")
         started = time.monotonic()
         qname_text = name.lower().removesuffix(".")
+        if trace.current() is None:  # the server's path: no event to build
+            if well_formed_name(qname_text) and len(qname_text) > MAX_NAME_CHARS:
+                return nonexistent(qname_text, rdtype)
+            return await self._resolve(qname_text, rdtype)
         event = TraceEvent(kind="dns", name=qname_text, detail=rdtype)
         try:
             if well_formed_name(qname_text) and len(qname_text) > MAX_NAME_CHARS:
@@ -169,7 +173,8 @@ class ResolverClient:
         return answer
 
     async def aclose(self) -> None:
-        """Nothing to release: every exchange opens and closes its own socket."""
+        """Nothing to release here: the shared ``dnstransport`` sockets are closed by the
+        process that owns them (``tlspolicy serve`` at shutdown)."""
 
     async def _resolve(self, qname_text: str, rdtype: str) -> DnsAnswer:
         if not valid_name(qname_text):
