@@ -1,7 +1,8 @@
 """Map name + key → ``Outcome``: the cache plan, the lookups it asks for, refresh-ahead.
 
 Flow for one query (``answer``):
-1. The key becomes a policy domain (``socketmap.keys``) and the map name a profile.
+1. The key becomes a policy domain (``socketmap.keys``) and the map name a profile; an
+   active operator override decides before any lookup (``overrides/gate.py``).
 2. The cache entry is read from the in-process hot layer (no network for cached domains),
    and ``plan.plan_answer`` says what it answers and what must be looked up.
 3. A plan with a decision answers at once (and queues refresh-ahead or an MTA-STS re-check
@@ -11,7 +12,8 @@ Flow for one query (``answer``):
    servers); a DANE verdict is answered as soon as it is known, and an MTA-STS lookup goes
    on in the background to fill the cache.
 
-The socketmap edge (``server.answers``) formats the outcome and keeps the answer memo.
+The socketmap edge (``server.answers``) formats the outcome, applies shadow mode and keeps
+the answer memo.
 """
 
 from __future__ import annotations
