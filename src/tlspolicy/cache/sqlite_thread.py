@@ -2,7 +2,8 @@
 
 Every use of the connection happens in this single thread, so the event loop never blocks
 on disk and sqlite3's same-thread check always holds. Every ``sqlite3`` or OS error becomes
-``CacheError`` in ``run``, nowhere else.
+the owner's error type in ``run``, nowhere else: ``CacheError`` for the cache,
+``ReportStoreError`` for the TLSRPT store.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ T = TypeVar("T")
 
 
 class SqliteThread:
-    """A one-thread executor; ``where`` names the file in error messages."""
+    """A one-thread executor; ``where`` names the file in error messages, ``error`` is the
+    type they are raised as, ``what`` names the thing that may not be open yet."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(
+        self, where: str, *, error: type[Exception] = CacheError, what: str = "cache"
+    ) -> None:
         self._where = where
+        self._error = error
+        self._what = what
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -36,7 +42,7 @@ class SqliteThread:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="tlspolicy-sqlite")
 
     def stop(self) -> None:
-        """Let the thread end; calls after this raise ``CacheError``."""
+        """Let the thread end; calls after this raise the error type."""
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False)
@@ -44,13 +50,13 @@ class SqliteThread:
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func(*args)`` in the thread; the one place sqlite/OS errors are mapped."""
         if self._executor is None:
-            raise CacheError(f"sqlite {self._where}: cache is not open")
+            raise self._error(f"sqlite {self._where}: {self._what} is not open")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(func, *args))
         except sqlite3.Error as exc:
-            raise CacheError(f"sqlite {self._where}: {exc}") from exc
+            raise self._error(f"sqlite {self._where}: {exc}") from exc
         except OSError as exc:
-            raise CacheError(f"sqlite {self._where}: {exc.strerror or exc}") from exc
+            raise self._error(f"sqlite {self._where}: {exc.strerror or exc}") from exc
         except RuntimeError as exc:  # executor shut down by a concurrent stop()
-            raise CacheError(f"sqlite {self._where}: {exc}") from exc
+            raise self._error(f"sqlite {self._where}: {exc}") from exc

@@ -23,7 +23,13 @@ import asyncpg
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.pgerrors import mapped_errors
 from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
-from tlspolicy.tlsrpt.store import Delivery, failure_hash, group_hash
+from tlspolicy.tlsrpt.store import (
+    DELIVERY_COLUMNS,
+    Delivery,
+    delivery_from_row,
+    failure_hash,
+    group_hash,
+)
 
 PG_CONNECT_TIMEOUT_S = 5.0
 PG_OP_TIMEOUT_S = 10.0
@@ -46,11 +52,6 @@ CREATE TABLE IF NOT EXISTS tlsrpt_deliveries (
     lease_until DOUBLE PRECISION, PRIMARY KEY (report_id, uri));
 CREATE INDEX IF NOT EXISTS tlsrpt_deliveries_day ON tlsrpt_deliveries (day, domain);
 """
-
-DELIVERY_COLUMNS = (
-    "report_id, uri, day, domain, attempts, first_attempt, last_attempt, last_error,"
-    " next_attempt, delivered_at, given_up"
-)
 
 
 class PostgresReportStore:
@@ -153,7 +154,7 @@ class PostgresReportStore:
             args.append(domain)
         async with self._mapped(PG_OP_TIMEOUT_S):
             rows = await self._db().fetch(sql + " ORDER BY domain, uri", *args)
-        return [_delivery(row) for row in rows]
+        return [delivery_from_row(row) for row in rows]
 
     async def claim(
         self, report_id: str, uri: str, day: date, domain: str, *, now: float, lease_s: float
@@ -172,7 +173,7 @@ class PostgresReportStore:
                 f" AND (lease_until IS NULL OR lease_until <= $4) RETURNING {DELIVERY_COLUMNS}",
                 report_id, uri, now + lease_s, now,
             )  # fmt: skip
-        return None if row is None else _delivery(row)
+        return None if row is None else delivery_from_row(row)
 
     async def finish(
         self,
@@ -212,19 +213,3 @@ class PostgresReportStore:
 
     def _mapped(self, limit_s: float) -> contextlib.AbstractAsyncContextManager[None]:
         return mapped_errors(limit_s, ReportStoreError)
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        report_id=row["report_id"],
-        uri=row["uri"],
-        day=row["day"],
-        domain=row["domain"],
-        attempts=row["attempts"],
-        first_attempt=row["first_attempt"],
-        last_attempt=row["last_attempt"],
-        last_error=row["last_error"],
-        next_attempt=row["next_attempt"],
-        delivered_at=row["delivered_at"],
-        given_up=bool(row["given_up"]),
-    )

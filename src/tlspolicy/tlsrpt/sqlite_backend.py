@@ -13,19 +13,23 @@ Rules kept here (besides those of ``store.py``):
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tlspolicy.cache.sqlite_file import write_transaction
+from tlspolicy.cache.sqlite_thread import SqliteThread
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
-from tlspolicy.tlsrpt.store import Delivery, failure_hash, group_hash
+from tlspolicy.tlsrpt.store import (
+    DELIVERY_COLUMNS,
+    Delivery,
+    delivery_from_row,
+    failure_hash,
+    group_hash,
+)
 
 T = TypeVar("T")
 
@@ -49,33 +53,26 @@ CREATE TABLE IF NOT EXISTS tlsrpt_deliveries (
 CREATE INDEX IF NOT EXISTS tlsrpt_deliveries_day ON tlsrpt_deliveries (day, domain);
 """
 
-DELIVERY_COLUMNS = (
-    "report_id, uri, day, domain, attempts, first_attempt, last_attempt, last_error,"
-    " next_attempt, delivered_at, given_up"
-)
-
 
 class SqliteReportStore:
     """``ReportStore`` on one SQLite file; missing directories are created (mode 0750)."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = SqliteThread(str(self.path), error=ReportStoreError, what="store")
         self._conn: sqlite3.Connection | None = None  # worker thread only
 
     async def open(self) -> None:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tlspolicy-tlsrpt")
+        self._thread.start()
         await self._run(self._open_sync)
 
     async def aclose(self) -> None:
-        if self._executor is None:
+        if not self._thread.started:
             return
         try:
             await self._run(self._close_sync)
         finally:
-            executor, self._executor = self._executor, None
-            executor.shutdown(wait=False)
+            self._thread.stop()
 
     async def add(self, batch: Batch) -> None:
         await self._run(self._add_sync, batch)
@@ -97,7 +94,7 @@ class SqliteReportStore:
             sql += " AND domain = ?"
             args += (domain,)
         rows = await self._run(self._query, sql + " ORDER BY domain, uri", args)
-        return [_delivery(r) for r in rows]
+        return [delivery_from_row(r) for r in rows]
 
     async def claim(
         self, report_id: str, uri: str, day: date, domain: str, *, now: float, lease_s: float
@@ -127,17 +124,7 @@ class SqliteReportStore:
         return await self._run(self._purge_sync, day.isoformat())
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise ReportStoreError(f"sqlite {self.path}: store is not open")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, functools.partial(func, *args))
-        except sqlite3.Error as exc:
-            raise ReportStoreError(f"sqlite {self.path}: {exc}") from exc
-        except OSError as exc:
-            raise ReportStoreError(f"sqlite {self.path}: {exc.strerror or exc}") from exc
-        except RuntimeError as exc:  # executor shut down by a concurrent aclose()
-            raise ReportStoreError(f"sqlite {self.path}: {exc}") from exc
+        return await self._thread.run(func, *args)
 
     # --- worker thread ---------------------------------------------------------------
 
@@ -242,7 +229,7 @@ class SqliteReportStore:
                 f"SELECT {DELIVERY_COLUMNS} FROM tlsrpt_deliveries WHERE report_id = ? AND uri = ?",
                 (report_id, uri),
             ).fetchone()
-        return _delivery(row)
+        return delivery_from_row(row)
 
     def _purge_sync(self, day: str) -> int:
         with write_transaction(self._db()) as db:
@@ -254,19 +241,3 @@ class SqliteReportStore:
             removed = db.execute("DELETE FROM tlsrpt_sessions WHERE day < ?", (day,)).rowcount
             db.execute("DELETE FROM tlsrpt_deliveries WHERE day < ?", (day,))
         return int(removed)
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        report_id=row[0],
-        uri=row[1],
-        day=date.fromisoformat(row[2]),
-        domain=row[3],
-        attempts=row[4],
-        first_attempt=row[5],
-        last_attempt=row[6],
-        last_error=row[7],
-        next_attempt=row[8],
-        delivered_at=row[9],
-        given_up=bool(row[10]),
-    )

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, GroupKey
@@ -66,6 +66,31 @@ class Delivery:
         if self.given_up:
             return "failed"
         return "waiting"
+
+
+# The columns both backends select, in ``delivery_from_row`` order.
+DELIVERY_COLUMNS = (
+    "report_id, uri, day, domain, attempts, first_attempt, last_attempt, last_error,"
+    " next_attempt, delivered_at, given_up"
+)
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A ``DELIVERY_COLUMNS`` row (sqlite tuple or asyncpg record; ``day`` as text or date)."""
+    day = row[2] if isinstance(row[2], date) else date.fromisoformat(row[2])
+    return Delivery(
+        report_id=row[0],
+        uri=row[1],
+        day=day,
+        domain=row[3],
+        attempts=row[4],
+        first_attempt=row[5],
+        last_attempt=row[6],
+        last_error=row[7],
+        next_attempt=row[8],
+        delivered_at=row[9],
+        given_up=bool(row[10]),
+    )
 
 
 class ReportStore(Protocol):

@@ -68,3 +68,23 @@ async def test_sqlite_thread_lets_other_errors_through() -> None:
             await worker.run(_raise, KeyError("x"))
     finally:
         worker.stop()
+
+
+async def test_sqlite_thread_raises_its_owners_error_type() -> None:
+    from tlspolicy.errors import ReportStoreError  # noqa: PLC0415
+
+    thread = SqliteThread("/var/lib/tlsrpt.sqlite3", error=ReportStoreError, what="store")
+    with pytest.raises(
+        ReportStoreError, match=r"^sqlite /var/lib/tlsrpt\.sqlite3: store is not open$"
+    ):
+        await thread.run(lambda: None)
+    thread.start()
+    try:
+
+        def fail() -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(ReportStoreError, match="disk I/O error"):
+            await thread.run(fail)
+    finally:
+        thread.stop()
