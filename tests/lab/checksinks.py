@@ -22,12 +22,9 @@ from pathlib import Path
 
 import trustme
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.lab.checkcases import CHECK_SINKS
+from tests.lab.mxsinks import leaf_certificate
 from tests.lab.scenario import Lab
 from tests.lab.smtpcases import SINKS, WRONG_MX_NAME, SinkKind
 
@@ -66,31 +63,10 @@ def specs() -> list[Spec]:
 
 def certificate(key_pem: bytes, name: str, issuer: trustme.CA | None, days: int) -> bytes:
     """A PEM leaf for ``name`` over ``key_pem`` that ends ``days`` days from now."""
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
     now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    signer: ec.EllipticCurvePrivateKey = key
-    issuer_name = subject
-    if issuer is not None:
-        ca_cert = x509.load_pem_x509_certificate(issuer.cert_pem.bytes())
-        ca_key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-        signer, issuer_name = ca_key, ca_cert.subject
     end = now + datetime.timedelta(days=days, hours=1)
     start = min(now, end) - datetime.timedelta(days=30)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(signer, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return leaf_certificate(key_pem, name, issuer=issuer, not_before=start, not_after=end)
 
 
 class _Handler:

@@ -54,26 +54,39 @@ def make_certificate(
     key_pem: bytes, name: str, *, issuer: trustme.CA | None, expired: bool = False
 ) -> bytes:
     """A PEM leaf for ``name`` over ``key_pem``, issued by ``issuer`` (self-signed if None)."""
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=CERT_DAYS)
+    if expired:
+        start, end = now - datetime.timedelta(days=CERT_DAYS), now - datetime.timedelta(days=1)
+    return leaf_certificate(key_pem, name, issuer=issuer, not_before=start, not_after=end)
+
+
+def leaf_certificate(
+    key_pem: bytes,
+    name: str,
+    *,
+    issuer: trustme.CA | None,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+) -> bytes:
+    """A PEM leaf for ``name`` (CN and DNS SAN) over ``key_pem``, valid between the two
+    times, issued by ``issuer`` or self-signed."""
     key = serialization.load_pem_private_key(key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     if issuer is None:
         issuer_name, signer = subject, key
     else:
         ca_cert, signer = _load_ca(issuer)
         issuer_name = ca_cert.subject
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=CERT_DAYS)
-    if expired:
-        start, end = now - datetime.timedelta(days=CERT_DAYS), now - datetime.timedelta(days=1)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .sign(signer, hashes.SHA256())
     )
