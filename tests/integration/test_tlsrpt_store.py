@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
-from tlspolicy.tlsrpt.aggregate import Batch, FailureKey
+from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.backend import open_store
-from tlspolicy.tlsrpt.datagram import parse_datagram
+from tlspolicy.tlsrpt.datagram import FailureDetail, parse_datagram
 from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import ReportStore
 
@@ -70,7 +70,7 @@ async def test_tlsrpt_store_adds_up_and_reads_back(config: TlsrptConfig) -> None
         sts = groups["sts"]
         assert (sts.successful, sts.failed) == (0, 3)
         (key,) = sts.failures
-        assert isinstance(key, FailureKey) and sts.failures[key] == 3
+        assert isinstance(key, FailureDetail) and sts.failures[key] == 3
         assert key.receiving_ip == "198.51.100.7"
         assert await store.days(DAY) == [DAY, DAY + timedelta(days=1)]
         assert await store.day_counts(DAY, "other.example") == []

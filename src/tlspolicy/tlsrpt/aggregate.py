@@ -10,7 +10,7 @@ Rules kept here:
 * A session counts once as successful or failed (``f``). Each distinct failure detail of a
   failed session adds one to that detail's ``failed-session-count``; two identical details
   in one session count once (the count is of sessions, RFC 8460 §4.4).
-* Keys are also given as canonical JSON text (``PolicyKey.text``, ``FailureKey.text``) so
+* Keys are also given as canonical JSON text (``PolicyKey.text``, ``FailureDetail.text``) so
   stores can key on them without knowing their fields.
 """
 
@@ -47,50 +47,6 @@ class PolicyKey:
 
 
 @dataclass(frozen=True, slots=True)
-class FailureKey:
-    """One failure-details entry without its count; absent fields are ``None``."""
-
-    result_type: str
-    sending_mta_ip: str | None = None
-    receiving_mx_hostname: str | None = None
-    receiving_mx_helo: str | None = None
-    receiving_ip: str | None = None
-    additional_information: str | None = None
-    failure_reason_code: str | None = None
-
-    @classmethod
-    def of(cls, detail: FailureDetail) -> FailureKey:
-        return cls(
-            detail.result_type,
-            detail.sending_mta_ip,
-            detail.receiving_mx_hostname,
-            detail.receiving_mx_helo,
-            detail.receiving_ip,
-            detail.additional_information,
-            detail.failure_reason_code,
-        )
-
-    @property
-    def text(self) -> str:
-        return _canonical(list(self._fields()))
-
-    @classmethod
-    def from_text(cls, text: str) -> FailureKey:
-        return cls(*json.loads(text))
-
-    def _fields(self) -> tuple[str | None, ...]:
-        return (
-            self.result_type,
-            self.sending_mta_ip,
-            self.receiving_mx_hostname,
-            self.receiving_mx_helo,
-            self.receiving_ip,
-            self.additional_information,
-            self.failure_reason_code,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class GroupKey:
     """The unit the store adds up: one policy as seen for one domain+record on one day."""
 
@@ -110,7 +66,7 @@ class GroupCounts:
     policy: PolicyKey
     successful: int
     failed: int
-    failures: dict[FailureKey, int] = field(default_factory=dict)
+    failures: dict[FailureDetail, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -124,7 +80,7 @@ class Batch:
     """Counts not yet written to the store; ``add`` is cheap and never fails."""
 
     sessions: dict[GroupKey, SessionCounts] = field(default_factory=dict)
-    failures: Counter[tuple[GroupKey, FailureKey]] = field(default_factory=Counter)
+    failures: Counter[tuple[GroupKey, FailureDetail]] = field(default_factory=Counter)
     datagrams: int = 0
 
     def add(self, datagram: Datagram, received_at: datetime) -> None:
@@ -150,7 +106,7 @@ class Batch:
                 counts.failed += 1
             else:
                 counts.successful += 1
-            for failure in {FailureKey.of(d) for d in policy.failures}:
+            for failure in set(policy.failures):
                 self.failures[(key, failure)] += 1
 
     def merge(self, other: Batch) -> None:

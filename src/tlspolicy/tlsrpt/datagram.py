@@ -102,6 +102,27 @@ class FailureDetail:
     additional_information: str | None = None
     failure_reason_code: str | None = None
 
+    @property
+    def text(self) -> str:
+        """Canonical JSON of the fields, in order: the key the stores count it under."""
+        return json.dumps(
+            [
+                self.result_type,
+                self.sending_mta_ip,
+                self.receiving_mx_hostname,
+                self.receiving_mx_helo,
+                self.receiving_ip,
+                self.additional_information,
+                self.failure_reason_code,
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> FailureDetail:
+        return cls(*json.loads(text))
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyResult:

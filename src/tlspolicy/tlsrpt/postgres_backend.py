@@ -22,7 +22,8 @@ import asyncpg
 
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.pgerrors import mapped_errors
-from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.datagram import FailureDetail
 from tlspolicy.tlsrpt.store import (
     DELIVERY_COLUMNS,
     Delivery,
@@ -136,7 +137,7 @@ class PostgresReportStore:
                     {},
                 )
             if row["detail"] is not None:
-                group.failures[FailureKey.from_text(row["detail"])] = int(row["count"])
+                group.failures[FailureDetail.from_text(row["detail"])] = int(row["count"])
         return list(groups.values())
 
     async def days(self, since: date) -> list[date]:

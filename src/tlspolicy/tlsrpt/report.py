@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from tlspolicy.tlsrpt.aggregate import FailureKey, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.aggregate import GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.datagram import FailureDetail
 
 _DETAIL_FIELDS = (
     ("sending_mta_ip", "sending-mta-ip"),
@@ -40,7 +41,7 @@ _DETAIL_FIELDS = (
 class _PolicyTotals:
     successful: int = 0
     failed: int = 0
-    failures: dict[FailureKey, int] = field(default_factory=dict)
+    failures: dict[FailureDetail, int] = field(default_factory=dict)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -128,7 +129,7 @@ def _policy(key: PolicyKey, t: _PolicyTotals) -> dict[str, Any]:
     return item
 
 
-def _detail(key: FailureKey, count: int) -> dict[str, Any]:
+def _detail(key: FailureDetail, count: int) -> dict[str, Any]:
     detail: dict[str, Any] = {"result-type": key.result_type}
     for attr, name in _DETAIL_FIELDS:
         value = getattr(key, attr)

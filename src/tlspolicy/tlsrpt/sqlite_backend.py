@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from tlspolicy.cache.sqlite_file import write_transaction
 from tlspolicy.cache.sqlite_thread import SqliteThread
 from tlspolicy.errors import ReportStoreError
-from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.datagram import FailureDetail
 from tlspolicy.tlsrpt.store import (
     DELIVERY_COLUMNS,
     Delivery,
@@ -197,7 +198,7 @@ class SqliteReportStore:
         groups = []
         for gkey, dom, record, policy, ok, failed in db.execute(sql + " ORDER BY domain", args):
             failures = {
-                FailureKey.from_text(detail): count
+                FailureDetail.from_text(detail): count
                 for detail, count in db.execute(
                     "SELECT detail, count FROM tlsrpt_failures WHERE gkey = ?", (gkey,)
                 )

@@ -33,8 +33,8 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from tlspolicy.errors import ReportStoreError
-from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupCounts, GroupKey
-from tlspolicy.tlsrpt.datagram import Datagram
+from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, GroupKey
+from tlspolicy.tlsrpt.datagram import Datagram, FailureDetail
 
 FLUSH_INTERVAL_S = 0.5  # longest time a datagram waits in memory before it is written
 FLUSH_DATAGRAMS = 1000  # a batch this large is written at once
@@ -123,7 +123,7 @@ def group_hash(key: GroupKey) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def failure_hash(key: FailureKey) -> str:
+def failure_hash(key: FailureDetail) -> str:
     return hashlib.sha256(key.text.encode("utf-8")).hexdigest()
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, RECORD, datagram, sts_policy
-from tlspolicy.tlsrpt.aggregate import Batch, FailureKey, GroupKey, PolicyKey, utc_day
-from tlspolicy.tlsrpt.datagram import PolicyType, parse_datagram
+from tlspolicy.tlsrpt.aggregate import Batch, GroupKey, PolicyKey, utc_day
+from tlspolicy.tlsrpt.datagram import FailureDetail, PolicyType, parse_datagram
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ def test_aggregate_counts_success_and_failure_per_policy() -> None:
     assert (batch.sessions[key].successful, batch.sessions[key].failed) == (2, 1)
     assert key.day == date(2026, 12, 1)
     assert key.policy.policy_type is PolicyType.STS
-    failure = FailureKey("certificate-host-mismatch", "192.0.2.1", "mx.example.com", None,
+    failure = FailureDetail("certificate-host-mismatch", "192.0.2.1", "mx.example.com", None,
                          "198.51.100.7")  # fmt: skip
     assert batch.failures == {(key, failure): 1}
     assert batch.datagrams == 3
@@ -75,6 +75,6 @@ def test_aggregate_merge_adds_up() -> None:
 def test_aggregate_keys_round_trip_through_text() -> None:
     policy = PolicyKey(PolicyType.STS, "example.com", ("a", "b\u00e9"), ("*.example.com",))
     assert PolicyKey.from_text(policy.text) == policy
-    failure = FailureKey("validation-failure", None, "mx", None, "1.2.3.4", None, "x")
-    assert FailureKey.from_text(failure.text) == failure
+    failure = FailureDetail("validation-failure", None, "mx", None, "1.2.3.4", None, "x")
+    assert FailureDetail.from_text(failure.text) == failure
     assert isinstance(GroupKey(NOON.date(), "d", "r", policy), GroupKey)

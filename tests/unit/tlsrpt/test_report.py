@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 
 from tests.schemas import validate_report
-from tlspolicy.tlsrpt.aggregate import FailureKey, GroupCounts, PolicyKey
-from tlspolicy.tlsrpt.datagram import PolicyType
+from tlspolicy.tlsrpt.aggregate import GroupCounts, PolicyKey
+from tlspolicy.tlsrpt.datagram import FailureDetail, PolicyType
 from tlspolicy.tlsrpt.report import build_report, day_bounds, format_report, report_id, totals
 
 DAY = date(2026, 12, 1)
@@ -18,7 +18,7 @@ STS = PolicyKey(
     PolicyType.STS, "example.com", ("version: STSv1", "mode: enforce"), ("mx.example.com",)
 )
 NPF = PolicyKey(PolicyType.NO_POLICY_FOUND, "example.com")
-MISMATCH = FailureKey(
+MISMATCH = FailureDetail(
     "certificate-host-mismatch", "192.0.2.1", "mx.example.com", None, "198.51.100.7"
 )
 
