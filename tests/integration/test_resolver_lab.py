@@ -11,7 +11,6 @@ A small loopback lab (tests/lab): NSD serves ``lab`` (signed, the trust anchor) 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,12 +26,7 @@ from tlspolicy.dnsclient import ResolverClient
 from tlspolicy.metrics import Metrics
 from tlspolicy.selfcheck import ResolverMonitor, check_resolver
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not (shutil.which("nsd") and shutil.which("unbound")), reason="needs nsd and unbound"
-    ),
-]
+pytestmark = pytest.mark.integration  # nsd and unbound come with scripts/test: never skipped
 
 CONTRIB = Path(__file__).parents[2] / "contrib" / "unbound-tlspolicy.conf"
 SECURE_NAME = "ns.lab"  # the signed A record every lab zone has (tests/lab/zones.py)
