@@ -35,6 +35,13 @@ class Verdict(StrEnum):
     NO_TLS = "none"
 
 
+# The verdicts answered ``OK <level>`` (a policy for Postfix); the others are
+# ``NOTFOUND``, ``TEMP`` and ``PERM``.
+OK_VERDICTS = frozenset(
+    {Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE, Verdict.MAY, Verdict.ENCRYPT, Verdict.NO_TLS}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict

@@ -24,10 +24,7 @@ from tlspolicy.overrides.book import override_decision
 from tlspolicy.plan import PlanSettings, plan_answer
 from tlspolicy.socketmap.answer import Reply, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
-from tlspolicy.verdict import Verdict
-
-# Answers that ``cache export`` writes out (a static map holds only OK answers).
-ENFORCING_KINDS = frozenset({Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE})
+from tlspolicy.verdict import OK_VERDICTS
 
 
 def add_parsers(sub: Any) -> None:
@@ -143,7 +140,7 @@ async def _run(app: App, config: Config, args: argparse.Namespace) -> int:
         profile = _profile(config, args.map)
         for entry in sorted(await cache.entries(), key=lambda e: e.domain):
             answer = cached_answer(entry, profile, config, now)
-            if answer.kind in ENFORCING_KINDS:
+            if answer.kind in OK_VERDICTS:
                 print(f"{entry.domain} {answer.text.removeprefix('OK ')}")
         return 0
     if args.action == "warm":

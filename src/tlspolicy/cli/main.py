@@ -26,7 +26,7 @@ from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError, TlsPolicyError
 from tlspolicy.logsetup import setup_logging
 from tlspolicy.postfix import Severity, advise, read_postfix
-from tlspolicy.verdict import Verdict
+from tlspolicy.verdict import OK_VERDICTS, Verdict
 
 EXIT_FOUND = 0
 EXIT_NOTFOUND = 1
@@ -128,9 +128,7 @@ async def query(config: Config, key: str, map_name: str | None, *, as_json: bool
     else:
         print_explanation(explanation)
     verdict = explanation["verdict"]
-    if verdict in (Verdict.DANE_ONLY, Verdict.DANE, Verdict.SECURE) or str(
-        explanation.get("reply", "")
-    ).startswith("OK "):
+    if verdict in OK_VERDICTS:
         return EXIT_FOUND
     if verdict == Verdict.NONE:
         return EXIT_NOTFOUND
