@@ -64,7 +64,7 @@ def _measure(lab: BenchLab, work: Path, what: str, domains: list[str], *, marker
     conf = servers.our_config(
         work / f"coldcpu-{what}.yml", port=servers.free_port(udp=False),
         nameserver=lab.resolver, ca_file=lab.ca_file,
-        cache={"backend": "sqlite", "path": str(work / f"coldcpu-{what}.sqlite3")},
+        cache={"backend": args.backend, "path": str(work / f"coldcpu-{what}.sqlite3")},
         secure_canary=SECURE_CANARY, bogus_canary=BOGUS_CANARY,
     )  # fmt: skip
     keys = lab.write_keys(work / f"coldcpu-{what}.keys", domains)
@@ -77,7 +77,8 @@ def _measure(lab: BenchLab, work: Path, what: str, domains: list[str], *, marker
     spent = float(done.stdout.splitlines()[0])
     print(
         f"cold {what}: {spent / len(domains) * 1000:.3f} ms CPU per domain"
-        f" ({'with cProfile overhead, ' if args.profile else ''}{len(domains)} domains),"
+        f" ({'with cProfile overhead, ' if args.profile else ''}{len(domains)} domains,"
+        f" cache {args.backend}),"
         f" {queries / len(domains):.2f} DNS queries per domain",
         flush=True,
     )
@@ -125,6 +126,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500, help="domains of each kind")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--core", type=int, default=0, help="run on this core")
+    parser.add_argument(
+        "--backend", choices=("sqlite", "memory"), default="sqlite",
+        help="cache backend (default sqlite, the server's default; memory: without the disk)",
+    )  # fmt: skip
     parser.add_argument(
         "--per-query-sockets", action="store_true",
         help="the old DNS path for comparison: dnspython's udp_with_fallback, a socket per query",

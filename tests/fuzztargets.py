@@ -15,12 +15,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tlspolicy import dnscodec
 from tlspolicy.config import load_config
 from tlspolicy.dane.tlsa import tlsa_usable
+from tlspolicy.dnsanswer import to_answer
 from tlspolicy.dnsdata import TlsaRecord, TxtRecord
 from tlspolicy.errors import (
     ConfigError,
     DatagramError,
+    DnsError,
     PolicySyntaxError,
     ProtocolError,
     RecordSyntaxError,
@@ -99,6 +102,16 @@ def datagram(data: bytes) -> None:
     parse_datagram(data)
 
 
+def dns_response(data: bytes) -> None:
+    """A DNS response from the resolver, read and turned into the answer to its question."""
+    response = dnscodec.parse_response(data)
+    if response.question is not None:
+        name, qtype, _qclass = response.question
+        rdtype = next((k for k, v in dnscodec.QTYPES.items() if v == qtype), "A")
+        answer = to_answer(response, name, rdtype)
+        assert answer.rcode in ("NOERROR", "NXDOMAIN") and answer.ttl >= 0
+
+
 def config(data: bytes) -> None:
     """A configuration file, through the same loader ``tlspolicy serve -c`` uses."""
     _CONFIG_FILE.write_bytes(data)
@@ -116,6 +129,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "tlsa": tlsa,
     "tlsrpt_record": tlsrpt_record,
     "datagram": datagram,
+    "dns_response": dns_response,
     "config": config,
 }
 ALLOWED: dict[str, tuple[type[Exception], ...]] = {
@@ -126,6 +140,7 @@ ALLOWED: dict[str, tuple[type[Exception], ...]] = {
     "tlsa": (),
     "tlsrpt_record": (RecordSyntaxError,),
     "datagram": (DatagramError,),
+    "dns_response": (dnscodec.FormatError, DnsError),
     "config": (ConfigError,),
 }
 

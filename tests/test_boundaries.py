@@ -22,6 +22,7 @@ PURE_MODULES = [
     "memo.py",
     "outcome.py",
     "dnsdata.py",
+    "dnscodec.py",
     "trace.py",
     "mtasts/record.py",
     "mtasts/policy.py",

@@ -1,4 +1,4 @@
-"""A dnspython response as a ``DnsAnswer``, or the ``DnsError`` it means. No I/O.
+"""A response read by ``dnscodec`` as a ``DnsAnswer``, or the ``DnsError`` it means. No I/O.
 
 The rules (RFC 7672 §2.1, RFC 2308 §5, RFC 8914) are in ``dnsclient``'s module docstring:
 the rcode decides failure, the AD flag the DNSSEC status, the CNAME chain is followed at
@@ -9,23 +9,10 @@ negative TTL.
 from __future__ import annotations
 
 import dns.edns
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.CNAME
-import dns.rdtypes.ANY.MX
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.ANY.TXT
-import dns.rdtypes.IN.A
-import dns.rdtypes.IN.AAAA
-import dns.rrset
 
-from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord
-from tlspolicy.dnswire import tlsa_fields
+from tlspolicy import dnscodec
+from tlspolicy.dnscodec import Response
+from tlspolicy.dnsdata import DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord
 from tlspolicy.errors import DnsError
 
 # Longest CNAME chain followed, in hops; Postfix and postfix-tlspol use the same bound
@@ -40,32 +27,36 @@ MAX_EDE_TEXT_CHARS = 200
 # changes, so it must not shorten cache lifetimes: one day, the default ``dane.max_ttl``.
 NONEXISTENT_NAME_TTL_S = 86400
 
+NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
+RCODE_NAMES = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS",
+}  # fmt: skip
 
-def check_rcode(response: dns.message.Message, host: str, port: int) -> None:
-    rcode = response.rcode()
-    if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+
+def check_rcode(response: Response, host: str, port: int) -> None:
+    rcode = response.rcode
+    if rcode in (NOERROR, NXDOMAIN):
         return
-    if rcode == dns.rcode.SERVFAIL:
+    if rcode == SERVFAIL:
         raise DnsError("servfail", _ede_text(response))
-    if rcode == dns.rcode.REFUSED:
+    if rcode == REFUSED:
         raise DnsError("refused", f"by {host}:{port}")
-    raise DnsError("other", f"rcode {dns.rcode.to_text(rcode)} from {host}:{port}")
+    raise DnsError("other", f"rcode {RCODE_NAMES.get(rcode, rcode)} from {host}:{port}")
 
 
-def _ede_text(response: dns.message.Message) -> str:
+def _ede_text(response: Response) -> str:
     """The Extended DNS Errors (RFC 8914) of a response, e.g. ``EDE 6 DNSSEC Bogus: ...``."""
     parts = []
-    for option in response.extended_errors():
-        code = int(option.code)
+    for code, extra in response.ede:
         try:
             label = _ede_label(dns.edns.EDECode(code).name)
         except ValueError:
             label = ""
         text = f"EDE {code} {label}".strip()
-        if option.text:
+        if extra:
             # ";" separates EDE items; keep it out of the free text so each item stays whole.
-            extra = _printable(option.text).replace(";", ",")
-            text += ": " + extra[:MAX_EDE_TEXT_CHARS]
+            text += ": " + _printable(extra).replace(";", ",")[:MAX_EDE_TEXT_CHARS]
         parts.append(text)
     return "; ".join(parts)
 
@@ -80,36 +71,30 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def to_answer(
-    response: dns.message.Message, qname: dns.name.Name, qname_text: str, rdtype: str
-) -> DnsAnswer:
-    rcode = dns.rcode.to_text(response.rcode())
-    secure = bool(response.flags & dns.flags.AD)
-    rrsets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
-    for rrset in response.answer:
-        if rrset.rdclass == dns.rdataclass.IN:
-            rrsets.setdefault((rrset.name, rrset.rdtype), rrset)
-    wanted = dns.rdatatype.from_text(rdtype)
+def to_answer(response: Response, qname_text: str, rdtype: str) -> DnsAnswer:
+    rcode = "NXDOMAIN" if response.rcode == NXDOMAIN else "NOERROR"
+    secure = bool(response.flags & dnscodec.AD)
+    rrsets = response.answer
+    wanted = dnscodec.QTYPES[rdtype]
     cnames: list[tuple[str, str]] = []
     ttls: list[int] = []
-    current = qname
-    seen = {qname}
-    final: dns.rrset.RRset | None = None
+    current = qname_text
+    seen = {current}
+    final: dnscodec.RRset | None = None
     while True:
-        found = rrsets.get((current, wanted))
-        if found is not None:
-            final = found
+        final = rrsets.get((current, wanted))
+        if final is not None:
             break
-        alias = rrsets.get((current, dns.rdatatype.CNAME))
+        alias = rrsets.get((current, dnscodec.CNAME))
         if alias is None or rdtype == "CNAME":
             break
         target = _cname_target(alias)
         ttls.append(alias.ttl)
-        cnames.append((_text(current), _text(target)))
+        cnames.append((current, target))
         if len(cnames) > MAX_CNAME_HOPS:
             raise DnsError("malformed", f"CNAME chain longer than {MAX_CNAME_HOPS}")
         if target in seen:
-            raise DnsError("malformed", f"CNAME loop at {_text(target)}")
+            raise DnsError("malformed", f"CNAME loop at {target}")
         seen.add(target)
         current = target
     records: tuple[Record, ...] = ()
@@ -117,21 +102,20 @@ def to_answer(
         # A CNAME query is answered by the chain itself: one hop, no records.
         ttls.append(final.ttl)
         target = _cname_target(final)
-        cnames.append((_text(current), _text(target)))
+        cnames.append((current, target))
         current = target
     elif final is not None:
         ttls.append(final.ttl)
-        records = tuple(_convert(rdata) for rdata in final)
+        records = tuple(item for item in final.items if not isinstance(item, str))
     else:
-        negative = _negative_ttl(response)
-        ttls.append(negative)
+        ttls.append(response.soa_ttl or 0)
     return DnsAnswer(
         qname=qname_text,
         rdtype=rdtype,
         rcode=rcode,
         secure=secure,
         cnames=tuple(cnames),
-        canonical_name=_text(current),
+        canonical_name=current,
         records=records,
         ttl=min(ttls),
     )
@@ -155,39 +139,11 @@ def nonexistent(qname_text: str, rdtype: str) -> DnsAnswer:
     )
 
 
-def _cname_target(rrset: dns.rrset.RRset) -> dns.name.Name:
-    rdata = rrset[0]
-    if not isinstance(rdata, dns.rdtypes.ANY.CNAME.CNAME):
+def _cname_target(rrset: dnscodec.RRset) -> str:
+    target = next(iter(rrset.items))
+    if not isinstance(target, str):  # cannot happen: dnscodec reads CNAME data as text
         raise DnsError("malformed", "CNAME RRset without a CNAME record")
-    return rdata.target
-
-
-def _negative_ttl(response: dns.message.Message) -> int:
-    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) from the authority section; 0 without SOA."""
-    for rrset in response.authority:
-        soa = rrset[0] if rrset.rdtype == dns.rdatatype.SOA and len(rrset) else None
-        if isinstance(soa, dns.rdtypes.ANY.SOA.SOA):
-            return min(rrset.ttl, soa.minimum)
-    return 0
-
-
-def _convert(rdata: dns.rdata.Rdata) -> Record:
-    if isinstance(rdata, dns.rdtypes.ANY.MX.MX):
-        exchange = "" if rdata.exchange == dns.name.root else _text(rdata.exchange)
-        return MxRecord(preference=rdata.preference, exchange=exchange)
-    tlsa = tlsa_fields(rdata)
-    if tlsa is not None:
-        usage, selector, mtype, data = tlsa
-        return TlsaRecord(usage=usage, selector=selector, mtype=mtype, data=bytes(data))
-    if isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
-        return TxtRecord(strings=tuple(bytes(s) for s in rdata.strings))
-    if isinstance(rdata, dns.rdtypes.IN.A.A | dns.rdtypes.IN.AAAA.AAAA):
-        return AddressRecord(address=str(rdata.address))
-    raise DnsError("malformed", f"unexpected record type {dns.rdatatype.to_text(rdata.rdtype)}")
-
-
-def _text(name: dns.name.Name) -> str:
-    return name.to_text(omit_final_dot=True).lower()
+    return target
 
 
 def presentation(answer: DnsAnswer) -> list[str]:

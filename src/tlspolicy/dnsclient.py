@@ -2,9 +2,10 @@
 
 This is the only module that talks DNS on the wire. It keeps these rules:
 
-* Every query carries EDNS0 with the DO bit and RD set, so the resolver validates and
-  reports the result in the AD flag (RFC 7672 §2.1.1; RFC 4035 §3.2.3). ``secure`` is the
-  AD flag of the response; trusting it needs a trusted path to the resolver (loopback).
+* Every query carries EDNS0 with the DO bit, and RD and AD set, so the resolver validates
+  and reports the result in the AD flag (RFC 7672 §2.1.1; RFC 4035 §3.2.3; RFC 6840
+  §5.7). ``secure`` is the AD flag of the response; trusting it needs a trusted path to
+  the resolver (loopback).
 * UDP first, TCP when the response is truncated (``dnstransport``: long-lived sockets,
   replies matched by query ID).
 * One overall deadline of ``timeout`` seconds per call. Nameservers are tried in order;
@@ -39,26 +40,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-import dns.edns
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.CNAME
-import dns.rdtypes.ANY.MX
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.ANY.TLSA
-import dns.rdtypes.ANY.TXT
-import dns.rdtypes.IN.A
-import dns.rdtypes.IN.AAAA
-import dns.rrset
-
-from tlspolicy import dnstransport, trace
+from tlspolicy import dnscodec, dnstransport, trace
 from tlspolicy.dnsanswer import (
     check_rcode,
     nonexistent,
@@ -70,8 +52,8 @@ from tlspolicy.errors import DnsError
 from tlspolicy.trace import TraceEvent
 
 # Record types the callers ask for; "CNAME" returns only the chain (``DnsAnswer.cnames``).
-# A TLSA record whose data does not fit its matching type arrives as GenericRdata
-# (``dnswire.parse_message``) and becomes a TlsaRecord that ``dane/tlsa.py`` judges unusable.
+# A TLSA record whose data does not fit its matching type is kept as it is (``dnscodec``)
+# and becomes a TlsaRecord that ``dane/tlsa.py`` judges unusable.
 
 
 class DnsClient(Protocol):
@@ -179,17 +161,15 @@ class ResolverClient:
     async def _resolve(self, qname_text: str, rdtype: str) -> DnsAnswer:
         if not valid_name(qname_text):
             raise DnsError("malformed", "invalid domain name", name=qname_text, rdtype=rdtype)
-        qname = dns.name.from_text(qname_text)
-        query = dns.message.make_query(
-            qname, rdtype, want_dnssec=True, use_edns=0, payload=self._udp_size
+        query = dnstransport.Query(
+            qname_text, dnscodec.encode_name(qname_text), dnscodec.QTYPES[rdtype], self._udp_size
         )
-        query.flags |= dns.flags.RD | dns.flags.AD
         response = await self._ask_servers(query, qname_text, rdtype)
-        return to_answer(response, qname, qname_text, rdtype)
+        return to_answer(response, qname_text, rdtype)
 
     async def _ask_servers(
-        self, query: dns.message.Message, qname_text: str, rdtype: str
-    ) -> dns.message.Message:
+        self, query: dnstransport.Query, qname_text: str, rdtype: str
+    ) -> dnscodec.Response:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         worst: DnsError | None = None
@@ -214,9 +194,9 @@ class ResolverClient:
 
 
 async def _exchange(
-    query: dns.message.Message, host: str, port: int, budget_s: float
-) -> dns.message.Message:
-    """One UDP(+TCP) exchange; the single place where dnspython exceptions are translated."""
+    query: dnstransport.Query, host: str, port: int, budget_s: float
+) -> dnscodec.Response:
+    """One UDP(+TCP) exchange; the single place where transport exceptions are translated."""
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
         async with asyncio.timeout(budget_s):
@@ -224,11 +204,11 @@ async def _exchange(
             # wait goes on: failing on the first one would let any packet defer the mail.
             # Long-lived sockets matched by query ID, TCP on truncation (dnstransport.py).
             response = await dnstransport.exchange(query, host, port, budget_s)
-    except (TimeoutError, dns.exception.Timeout):
+    except TimeoutError:
         raise DnsError("timeout", f"no answer from {where} within {budget_s:.2f} s") from None
-    except (dns.query.BadResponse, dns.query.UnexpectedSource) as err:
+    except dnstransport.Mismatch as err:
         raise DnsError("malformed", f"mismatched response from {where}: {err}") from err
-    except (dns.exception.DNSException, ValueError) as err:
+    except dnscodec.FormatError as err:
         raise DnsError("malformed", f"unparsable response from {where}: {err}") from err
     except EOFError as err:
         raise DnsError("network", f"{where} closed the connection") from err

@@ -2,10 +2,10 @@
 
 Why: a fresh socket per query (bind, connect, close, a new selector registration) cost
 more CPU than the query itself. Here each nameserver gets a small pool of connected UDP
-sockets that live for many queries; replies are matched to queries by ID. dnspython only
-builds and parses messages (``dnsclient``).
+sockets that live for many queries; replies are matched to queries by ID and question.
+``dnscodec`` builds and reads the messages.
 
-Spoofing resistance (RFC 5452): every query gets an unpredictable ID (``secrets``) that is
+Spoofing resistance (RFC 5452): every query gets an unpredictable ID (``random_id``) that is
 unique among the queries in flight on its socket; sockets are connected, so the kernel
 delivers only datagrams from the nameserver's address and port (checked again here); a
 socket is retired after ``MAX_QUERIES_PER_SOCKET`` queries or ``MAX_SOCKET_AGE_S`` seconds,
@@ -17,7 +17,7 @@ unreachable) fails the queries in flight on that socket at once: the server is n
 
 A truncated reply (TC) is asked again over TCP with a new ID, in the same time budget.
 Errors are raised as the types ``dnsclient._exchange`` translates: ``TimeoutError``,
-``OSError``, ``EOFError``, ``dns.query.BadResponse`` and dnspython parse errors.
+``OSError``, ``EOFError``, ``Mismatch`` and ``dnscodec.FormatError``.
 """
 
 from __future__ import annotations
@@ -25,39 +25,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import secrets
 import socket
 import struct
+from dataclasses import dataclass
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.opcode
-import dns.query
-import dns.rcode
-
-from tlspolicy.dnswire import parse_message
+from tlspolicy import dnscodec
+from tlspolicy.dnscodec import FormatError, Response, build_query, parse_response
 
 POOL_SIZE = 4  # sockets per nameserver in use at a time
 MAX_QUERIES_PER_SOCKET = 500  # then a new socket (a new random source port)
 MAX_SOCKET_AGE_S = 60.0
 MAX_UDP_RESPONSE = 65535
 _HEADER = 12  # octets of a DNS header; shorter datagrams are dropped unread
-# rcodes whose responses may come without the question section (dnspython does the same).
-_QUESTIONLESS_RCODES = frozenset(
-    {dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NOTIMP, dns.rcode.REFUSED}
-)
+# rcodes whose responses may come without the question section: FORMERR, SERVFAIL,
+# NOTIMP, REFUSED (dnspython accepts these too).
+_QUESTIONLESS_RCODES = frozenset({1, 2, 4, 5})
+
+Question = tuple[str, int, int]  # (name, type, class), the name lowercase, as dnscodec reads
 
 
-def _answers(query: dns.message.Message, response: dns.message.Message) -> bool:
+_IDS_PER_READ = 512
+_ids: list[int] = []
+
+
+def random_id() -> int:
+    """A query ID from the OS CSPRNG (``secrets``), read 512 at a time: one system call
+    per 512 queries instead of one per query."""
+    if not _ids:
+        _ids.extend(struct.unpack(f"!{_IDS_PER_READ}H", secrets.token_bytes(2 * _IDS_PER_READ)))
+    return _ids.pop()
+
+
+os.register_at_fork(after_in_child=_ids.clear)  # a worker never reuses its parent's IDs
+
+
+class Mismatch(ValueError):
+    """A TCP response that is not the answer to the query sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A question to send: ``qname`` is checked lowercase text, ``wire_name`` its wire form."""
+
+    qname: str
+    wire_name: bytes
+    qtype: int
+    udp_size: int
+
+    @property
+    def question(self) -> Question:
+        return (self.qname, self.qtype, dnscodec.CLASS_IN)
+
+    def wire(self, qid: int) -> bytes:
+        return build_query(qid, self.wire_name, self.qtype, self.udp_size)
+
+
+def _answers(query: Query, response: Response) -> bool:
     """Is ``response`` (already matched by ID) an answer to ``query``'s question?"""
-    if not response.flags & dns.flags.QR:
-        return False
-    if dns.opcode.from_flags(response.flags) != dns.opcode.from_flags(query.flags):
-        return False
-    if not response.question and response.rcode() in _QUESTIONLESS_RCODES:
+    if not response.flags & dnscodec.QR or response.flags & dnscodec.OPCODE_MASK:
+        return False  # not a response, or not to a standard query (opcode 0)
+    if response.question is None and response.rcode & 0xF in _QUESTIONLESS_RCODES:
         return True
-    return bool(response.question == query.question)
+    return response.question == query.question
 
 
 class _Channel:
@@ -74,7 +105,7 @@ class _Channel:
         except OSError:
             self.sock.close()
             raise
-        self.pending: dict[int, tuple[dns.message.Message, asyncio.Future[dns.message.Message]]]
+        self.pending: dict[int, tuple[Query, asyncio.Future[Response]]]
         self.pending = {}
         self.used = 0
         self.born = loop.time()
@@ -87,20 +118,18 @@ class _Channel:
             MAX_SOCKET_AGE_S
         )
 
-    def send(
-        self, query: dns.message.Message, wire: bytes
-    ) -> tuple[int, asyncio.Future[dns.message.Message]]:
-        qid = secrets.randbits(16)
+    def send(self, query: Query) -> tuple[int, asyncio.Future[Response]]:
+        qid = random_id()
         while qid in self.pending:
-            qid = secrets.randbits(16)
+            qid = random_id()
         try:
-            self.sock.send(struct.pack("!H", qid) + wire[2:])
+            self.sock.send(query.wire(qid))
         except OSError:  # e.g. a queued ICMP error: this socket is done, the query failed
             self.retired = True
             if not self.pending:
                 self.close()
             raise
-        future: asyncio.Future[dns.message.Message] = self.loop.create_future()
+        future: asyncio.Future[Response] = self.loop.create_future()
         self.pending[qid] = (query, future)
         self.used += 1
         return qid, future
@@ -129,10 +158,10 @@ class _Channel:
             return
         query, future = entry
         # A truncated reply may end inside a record: only its question is needed (-> TCP).
-        truncated = bool(data[2] & (dns.flags.TC >> 8))
+        truncated = bool(data[2] & (dnscodec.TC >> 8))
         try:
-            response = parse_message(data, question_only=truncated)
-        except (dns.exception.DNSException, ValueError):
+            response = parse_response(data, question_only=truncated)
+        except FormatError:
             return  # garbage with a live ID: wait for the real answer
         if _answers(query, response):
             future.set_result(response)
@@ -181,22 +210,19 @@ class Transport:
         self._turn = (self._turn + 1) % len(pool)
         return pool[self._turn]
 
-    async def exchange(
-        self, query: dns.message.Message, host: str, port: int, budget_s: float
-    ) -> dns.message.Message:
+    async def exchange(self, query: Query, host: str, port: int, budget_s: float) -> Response:
         """Ask ``host``:``port`` within ``budget_s`` seconds; TCP when the reply is truncated."""
         async with asyncio.timeout(budget_s):
-            wire = query.to_wire()
             channel = self._channel(host, port)
-            qid, future = channel.send(query, wire)
+            qid, future = channel.send(query)
             self.udp_queries += 1
             try:
                 response = await future
             finally:
                 channel.done(qid)
-            if response.flags & dns.flags.TC:
+            if response.truncated:
                 self.tcp_queries += 1
-                return await _tcp_exchange(query, wire, host, port)
+                return await _tcp_exchange(query, host, port)
             return response
 
     def close(self) -> None:
@@ -206,14 +232,13 @@ class Transport:
         self._pools.clear()
 
 
-async def _tcp_exchange(
-    query: dns.message.Message, wire: bytes, host: str, port: int
-) -> dns.message.Message:
+async def _tcp_exchange(query: Query, host: str, port: int) -> Response:
     """One query on a new TCP connection (RFC 7766), with a new random ID."""
-    qid = secrets.randbits(16)
+    qid = random_id()
+    wire = query.wire(qid)
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(struct.pack("!HH", len(wire), qid) + wire[2:])
+        writer.write(struct.pack("!H", len(wire)) + wire)
         await writer.drain()
         (length,) = struct.unpack("!H", await reader.readexactly(2))
         data = await reader.readexactly(length)
@@ -221,9 +246,9 @@ async def _tcp_exchange(
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    response = parse_message(data)  # a parse error is the caller's "malformed"
-    if response.id != qid or not _answers(query, response):
-        raise dns.query.BadResponse("no answer to the query")  # type: ignore[no-untyped-call]
+    response = parse_response(data)  # a FormatError is the caller's "malformed"
+    if response.qid != qid or not _answers(query, response):
+        raise Mismatch("no answer to the query")
     return response
 
 
@@ -241,9 +266,7 @@ def transport() -> Transport:
     return found
 
 
-async def exchange(
-    query: dns.message.Message, host: str, port: int, budget_s: float
-) -> dns.message.Message:
+async def exchange(query: Query, host: str, port: int, budget_s: float) -> Response:
     """``transport().exchange``: what ``dnsclient`` calls for every query."""
     return await transport().exchange(query, host, port, budget_s)
 

@@ -1,8 +1,8 @@
 """Everything the server loads lazily, loaded before the privilege drop, and checked after.
 
-Python imports some modules on first use: dnspython loads ``dns._asyncio_backend`` on the
-first query and an rdata class on the first record of its type; the codec machinery loads
-``encodings.idna`` on the first international name. When the installation (a virtualenv
+Python imports some modules on first use: aiohttp and cryptography load parts of
+themselves on first use; the codec machinery loads ``encodings.idna`` on the first
+international name. When the installation (a virtualenv
 under ``/root``, a clone in a 0700 directory, or the interpreter's own standard library) is
 not readable by ``server.user``, such an import after the drop fails, and every lookup
 would answer ``TEMP internal error``. So ``preload`` imports all of it while still root,
@@ -23,9 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-import dns.asyncbackend
-import dns.rdata
-
 from tlspolicy.config import Config
 from tlspolicy.errors import ConfigError
 
@@ -33,13 +30,7 @@ log = logging.getLogger("tlspolicy.warmup")
 
 # Imported lazily by libraries on first use; listed by name so a missing one fails loudly.
 LAZY_MODULES = (
-    "dns._asyncio_backend",
-    "dns.asyncbackend",
-    "dns.dnssectypes",
     "dns.edns",
-    "dns.rdtypes.svcbbase",
-    "dns.rdtypes.txtbase",
-    "dns.rdtypes.tlsabase",
     "encodings.idna",
     "encodings.punycode",
     "encodings.ascii",
@@ -95,11 +86,6 @@ def preload(config: Config) -> list[str]:
     if config.tlsrpt.store_backend == "postgres":  # tlsrpt/backend.py imports it lazily
         names += [*BACKEND_MODULES["postgres"], "tlspolicy.tlsrpt.postgres_backend"]
     missing = [name for name in names if _import(name) is None]
-    # dnspython loads one module per record type on first sight (and probes for absent
-    # class-specific ones); load them all now and switch the loading off.
-    dns.rdata.load_all_types(disable_dynamic_load=True)  # type: ignore[no-untyped-call]
-    # It also looks for sniffio on every default-backend lookup until one is set.
-    dns.asyncbackend.set_default_backend("asyncio")
     "ok".encode("idna")  # the codec registry caches its lookup: do the lookup now
     if missing:
         log.debug("not installed, not preloaded: %s", ", ".join(missing))

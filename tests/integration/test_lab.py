@@ -32,7 +32,8 @@ from tests.lab.https import POLICY_PATH, WRONG_CERT_NAME, Behavior
 from tests.lab.postfix import PostmapKind, postmap_query, socketmap_inet, socketmap_unix
 from tests.lab.scenario import Lab, start_lab, sts_policy, sts_txt
 from tlspolicy.config import load_config, parse_config
-from tlspolicy.dnswire import parse_message, tlsa_fields
+from tlspolicy.dnscodec import parse_response
+from tlspolicy.dnsdata import TlsaRecord
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +170,7 @@ def test_lab_nxdomain_is_authenticated(lab: Lab) -> None:
 def test_lab_malformed_tlsa_is_served_securely(lab: Lab) -> None:
     """The wire answer is secure and carries the 5-byte SHA-256 record.
 
-    Plain dnspython refuses such a record; tlspolicy.dnswire keeps it (the data only makes
+    Plain dnspython refuses such a record; tlspolicy.dnscodec keeps it (the data only makes
     the record unusable), which the DANE integration tests exercise.
     """
     request = dns.message.make_query("_25._tcp.mx1.malformed-tlsa.lab", "TLSA", want_dnssec=True)
@@ -183,9 +184,9 @@ def test_lab_malformed_tlsa_is_served_securely(lab: Lab) -> None:
     assert flags & dns.flags.AD
     with pytest.raises(dns.exception.FormError):
         dns.message.from_wire(wire)
-    message = parse_message(wire)
-    fields = [tlsa_fields(rd) for rrset in message.answer for rd in rrset if rd.rdtype == 52]
-    assert 5 in [len(f[3]) for f in fields if f is not None]
+    message = parse_response(wire)
+    (rrset,) = [r for (_owner, rdtype), r in message.answer.items() if rdtype == 52]
+    assert 5 in [len(rd.data) for rd in rrset.items if isinstance(rd, TlsaRecord)]
 
 
 @pytest.mark.parametrize("transport", [dns.query.udp, dns.query.tcp], ids=["udp", "tcp"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dns.flags
 import dns.message
-import dns.name
 import dns.rcode
 import dns.rrset
 import pytest
@@ -16,21 +15,22 @@ from tlspolicy.dnsanswer import (
     presentation,
     to_answer,
 )
+from tlspolicy.dnscodec import Response, parse_response
 from tlspolicy.dnsdata import AddressRecord
 from tlspolicy.errors import DnsError
 
 
 def response(qname: str, rdtype: str, *, rcode: int = dns.rcode.NOERROR, ad: bool = True,
              answer: tuple[tuple[str, str, str], ...] = (),
-             authority: tuple[tuple[str, str, str], ...] = ()) -> dns.message.Message:  # fmt: skip
-    message = dns.message.make_response(dns.message.make_query(qname, rdtype))
+             authority: tuple[tuple[str, str, str], ...] = ()) -> Response:  # fmt: skip
+    message = dns.message.make_response(dns.message.make_query(qname, rdtype, want_dnssec=True))
     message.set_rcode(rcode)
     if ad:
         message.flags |= dns.flags.AD
     for section, rrs in ((message.answer, answer), (message.authority, authority)):
         for name, kind, text in rrs:
             section.append(dns.rrset.from_text(name, 300, "IN", kind, text))
-    return message
+    return parse_response(message.to_wire())
 
 
 def test_cname_chain_to_the_records() -> None:
@@ -38,7 +38,7 @@ def test_cname_chain_to_the_records() -> None:
         "mx.example.", "A",
         answer=(("mx.example.", "CNAME", "mail.provider."), ("mail.provider.", "A", "192.0.2.7")),
     )  # fmt: skip
-    answer = to_answer(msg, dns.name.from_text("mx.example."), "mx.example", "A")
+    answer = to_answer(msg, "mx.example", "A")
     assert answer.cnames == (("mx.example", "mail.provider"),)
     assert answer.canonical_name == "mail.provider"
     assert answer.records == (AddressRecord("192.0.2.7"),) and answer.secure
@@ -49,7 +49,7 @@ def test_negative_answer_lives_for_the_soa_negative_ttl() -> None:
     soa = "ns.example. host.example. 1 3600 600 86400 120"
     msg = response("none.example.", "A", rcode=dns.rcode.NXDOMAIN, ad=False,
                    authority=(("example.", "SOA", soa),))  # fmt: skip
-    answer = to_answer(msg, dns.name.from_text("none.example."), "none.example", "A")
+    answer = to_answer(msg, "none.example", "A")
     assert (answer.rcode, answer.secure, answer.ttl) == ("NXDOMAIN", False, 120)
     assert presentation(answer) == ["NXDOMAIN"]
 

@@ -14,8 +14,10 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from tlspolicy import dnstransport
-from tlspolicy.dnstransport import Transport
+from tlspolicy import dnscodec, dnstransport
+from tlspolicy.dnscodec import Response
+from tlspolicy.dnsdata import AddressRecord
+from tlspolicy.dnstransport import Query, Transport
 
 # (query, wire, source address) -> datagrams to send back (in this order) to the source.
 Handler = Callable[[dns.message.Message, bytes, tuple[str, int]], list[bytes]]
@@ -99,15 +101,18 @@ async def transport() -> AsyncIterator[Transport]:
     made.close()
 
 
-def query(name: str = "x.example") -> dns.message.Message:
-    return dns.message.make_query(name, "A", want_dnssec=True)
+def query(name: str = "x.example") -> Query:
+    return Query(name, dnscodec.encode_name(name), dnscodec.A, 1232)
 
 
-def first_address(response: dns.message.Message) -> str:
-    return str(response.answer[0][0].address)
+def first_address(response: Response) -> str:
+    (rrset,) = response.answer.values()
+    (record,) = rrset.items
+    assert isinstance(record, AddressRecord)
+    return record.address
 
 
-async def exchange(transport: Transport, server: Responder, q: dns.message.Message) -> Any:
+async def exchange(transport: Transport, server: Responder, q: Query) -> Any:
     return await transport.exchange(q, "127.0.0.1", server.port, 1.0)
 
 
@@ -226,7 +231,7 @@ async def test_ids_are_random_and_unique_in_flight(
 ) -> None:
     monkeypatch.setattr(dnstransport, "POOL_SIZE", 1)
     picks = iter([7, 7, 7, 9])
-    monkeypatch.setattr("tlspolicy.dnstransport.secrets.randbits", lambda bits: next(picks))
+    monkeypatch.setattr(dnstransport, "random_id", lambda: next(picks))
     held: list[bytes] = []
 
     def answer_both_at_the_end(q: dns.message.Message, w: bytes, s: Any) -> list[bytes]:
@@ -247,3 +252,16 @@ async def test_module_level_transport_is_per_loop_and_closable(
     assert dnstransport.transport() is dnstransport.transport()
     dnstransport.close()
     assert asyncio.get_running_loop() not in dnstransport._TRANSPORTS
+
+
+def test_random_ids_come_from_the_csprng_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+
+    def token_bytes(n: int) -> bytes:
+        reads.append(n)
+        return bytes(range(256)) * (n // 256)
+
+    monkeypatch.setattr(dnstransport, "_ids", [])
+    monkeypatch.setattr("tlspolicy.dnstransport.secrets.token_bytes", token_bytes)
+    drawn = [dnstransport.random_id() for _ in range(dnstransport._IDS_PER_READ + 1)]
+    assert reads == [1024, 1024] and drawn[0] == 0xFEFF and drawn[1] == 0xFCFD

@@ -133,3 +133,9 @@ def test_fuzz_found_tlsa_full_cert_with_version_4_is_unusable_not_an_exception()
         False,
         "Full Cert data is not a DER X.509 certificate",
     )
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_fuzz_dns_response_raises_only_format_or_dns_errors(data: bytes) -> None:
+    fuzztargets.run("dns_response", data)

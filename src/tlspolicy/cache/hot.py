@@ -5,6 +5,9 @@
   past that instant is dropped when next looked at.
 * A "dirty" slot was put while the backend was unavailable and is not written there yet;
   evicting it loses the write (the next query looks the domain up again), which is cheap.
+* A domain the backend did not have is remembered as absent (bounded like the slots), so
+  the reads of one cold lookup (the answer's, then each branch's merge) cost one backend
+  read, not one each; ``PolicyCache`` trusts the mark for ``hot_ttl``, as it trusts a slot.
 * ``OvertakenReads`` tells a backend read that finished after a local write or purge of
   the same domain, so that the older state it read is not installed over the newer one.
 """
@@ -34,6 +37,7 @@ class HotLayer:
         self._capacity = max(1, capacity)
         self._slots: OrderedDict[str, HotSlot] = OrderedDict()
         self._dirty: set[str] = set()
+        self._absent: OrderedDict[str, float] = OrderedDict()  # domain -> read as absent at
 
     def slot(self, domain: str, now: float) -> HotSlot | None:
         """The live slot of ``domain`` (an expired one is dropped), without promoting it."""
@@ -50,6 +54,7 @@ class HotLayer:
     def install(self, entry: CacheEntry, now: float, *, dirty: bool = False) -> HotSlot:
         """Store ``entry`` as loaded at ``now``, evicting the least recently used."""
         slot = HotSlot(entry, now, entry.keep_until(), dirty)
+        self._absent.pop(entry.domain, None)
         self._slots[entry.domain] = slot
         self._slots.move_to_end(entry.domain)
         if dirty:
@@ -71,10 +76,23 @@ class HotLayer:
     def forget(self, domain: str) -> None:
         self._slots.pop(domain, None)
         self._dirty.discard(domain)
+        self._absent.pop(domain, None)
 
     def clear(self) -> None:
         self._slots.clear()
         self._dirty.clear()
+        self._absent.clear()
+
+    def note_absent(self, domain: str, now: float) -> None:
+        """The backend had no entry for ``domain`` when read at ``now``."""
+        self.forget(domain)
+        self._absent[domain] = now
+        while len(self._absent) > self._capacity:
+            self._absent.popitem(last=False)
+
+    def absent_since(self, domain: str) -> float | None:
+        """When the backend was last read without an entry for ``domain`` (None: unknown)."""
+        return self._absent.get(domain)
 
     def dirty_domains(self) -> list[str]:
         """The domains that may hold a dirty slot (a copy: callers write while iterating)."""

@@ -14,6 +14,8 @@ Rules kept here:
 * Bounded by ``max_entries``: an insert over the bound deletes expired rows, then the least
   recently used (smallest ``used_at``) down to ``EVICT_TO_FRACTION`` of the bound. Expired
   rows are also deleted every ``CLEANUP_INTERVAL_S`` as a side effect of writes.
+* Writes of one moment share a transaction (``cache.group_commit``); each ``put`` still
+  returns only once its row is committed, and raises the batch's ``CacheError``.
 * Every ``sqlite3`` or OS error becomes ``CacheError`` in ``SqliteThread.run``, nowhere else.
 """
 
@@ -35,7 +37,9 @@ from tlspolicy.cache.backend import (
     encode_entry,
 )
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S, CacheEntry
+from tlspolicy.cache.group_commit import GroupCommit
 from tlspolicy.cache.sqlite_file import open_database, write_transaction
+from tlspolicy.cache.sqlite_leases import SqliteLeases
 from tlspolicy.cache.sqlite_overrides import OVERRIDES_SCHEMA, SqliteOverrides
 from tlspolicy.cache.sqlite_thread import SqliteThread
 from tlspolicy.errors import CacheError
@@ -46,7 +50,7 @@ SQL_BATCH = 500
 logger = logging.getLogger("tlspolicy.cache")
 
 
-class SqliteBackend(SqliteOverrides):
+class SqliteBackend(SqliteOverrides, SqliteLeases):
     """The ``sqlite`` backend.
 
     Args:
@@ -75,6 +79,11 @@ class SqliteBackend(SqliteOverrides):
         self._clock = clock
         self._recover = recover
         self._thread = SqliteThread(str(self.path))
+        self._commits = GroupCommit(
+            self._put_batch,
+            max_batch=SQL_BATCH,
+            closed=lambda: CacheError(f"sqlite {self.path}: cache closed before the write"),
+        )
         # Touched only in the worker thread:
         self._conn: sqlite3.Connection | None = None
         self._count = 0
@@ -101,7 +110,10 @@ class SqliteBackend(SqliteOverrides):
         return await self._thread.run(self._get_sync, list(dict.fromkeys(domains)), self._clock())
 
     async def put(self, entry: CacheEntry) -> None:
-        await self._thread.run(self._put_sync, entry, self._clock())
+        await self._commits.submit(entry)
+
+    async def _put_batch(self, entries: list[CacheEntry]) -> None:
+        await self._thread.run(self._put_sync, entries, self._clock())
 
     async def touch(self, usage: Mapping[str, tuple[float, int]]) -> None:
         if usage:
@@ -119,15 +131,10 @@ class SqliteBackend(SqliteOverrides):
     async def count(self) -> int:
         return await self._thread.run(self._count_sync, self._clock())
 
-    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
-        return await self._thread.run(self._acquire_sync, key, owner, ttl, self._clock())
-
-    async def release_lease(self, key: str, owner: str) -> None:
-        await self._thread.run(self._release_sync, key, owner)
-
     async def aclose(self) -> None:
         if not self._thread.started:
             return
+        await self._commits.idle()
         try:
             await self._thread.run(self._close_sync)
         finally:
@@ -189,34 +196,35 @@ class SqliteBackend(SqliteOverrides):
             self._count -= max(removed, 0)
         return found
 
-    def _put_sync(self, entry: CacheEntry, now: float) -> None:
+    def _put_sync(self, entries: list[CacheEntry], now: float) -> None:
+        """Store ``entries`` in one transaction, in order (a later one for a domain wins)."""
+        grown = 0
         with write_transaction(self._db()) as db:
-            row = db.execute(
-                "SELECT used_at, hits FROM entries WHERE domain = ?", (entry.domain,)
-            ).fetchone()
-            if row is not None and isinstance(row[0], int | float) and isinstance(row[1], int):
-                entry = replace(
-                    entry, used_at=max(entry.used_at, row[0]), hits=max(entry.hits, row[1])
-                )
-            keep_until = entry.keep_until()
-            if keep_until < now:
-                db.execute("DELETE FROM entries WHERE domain = ?", (entry.domain,))
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO entries (domain, data, keep_until, used_at, hits) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (entry.domain, encode_entry(entry), keep_until, entry.used_at, entry.hits),
-                )
-        if keep_until < now:
-            if row is not None:
-                self._count -= 1
-        elif row is None:
-            self._count += 1
-            if self._count > self._max_entries:
-                self._evict(now, keep=entry.domain)
-                return
-        if now >= self._next_cleanup:
+            for entry in entries:
+                grown += self._put_row(db, entry, now)
+        self._count += grown
+        if grown > 0 and self._count > self._max_entries:
+            self._evict(now, keep=[entry.domain for entry in entries])
+        elif now >= self._next_cleanup:
             self._cleanup(now)
+
+    def _put_row(self, db: sqlite3.Connection, entry: CacheEntry, now: float) -> int:
+        """Write one entry (usage counters merged); returns the change in the row count."""
+        row = db.execute(
+            "SELECT used_at, hits FROM entries WHERE domain = ?", (entry.domain,)
+        ).fetchone()
+        if row is not None and isinstance(row[0], int | float) and isinstance(row[1], int):
+            entry = replace(entry, used_at=max(entry.used_at, row[0]), hits=max(entry.hits, row[1]))
+        keep_until = entry.keep_until()
+        if keep_until < now:
+            db.execute("DELETE FROM entries WHERE domain = ?", (entry.domain,))
+            return -1 if row is not None else 0
+        db.execute(
+            "INSERT OR REPLACE INTO entries (domain, data, keep_until, used_at, hits) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (entry.domain, encode_entry(entry), keep_until, entry.used_at, entry.hits),
+        )
+        return 1 if row is None else 0
 
     def _touch_sync(self, usage: dict[str, tuple[float, int]], now: float) -> None:
         with write_transaction(self._db()) as db:
@@ -265,24 +273,6 @@ class SqliteBackend(SqliteOverrides):
         )
         return int(row[0])
 
-    def _acquire_sync(self, key: str, owner: str, ttl: float, now: float) -> bool:
-        row = (
-            self._db()
-            .execute(
-                "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
-                "expires_at = excluded.expires_at "
-                "WHERE leases.expires_at <= ? OR leases.owner = excluded.owner "
-                "RETURNING owner",
-                (key, owner, now + ttl, now),
-            )
-            .fetchone()
-        )
-        return row is not None
-
-    def _release_sync(self, key: str, owner: str) -> None:
-        self._db().execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
-
     def _cleanup(self, now: float) -> None:
         db = self._db()
         self._next_cleanup = now + CLEANUP_INTERVAL_S
@@ -290,16 +280,17 @@ class SqliteBackend(SqliteOverrides):
         db.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
         self._count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
-    def _evict(self, now: float, *, keep: str) -> None:
-        """Bring the row count under the bound after inserting ``keep`` (never a victim)."""
+    def _evict(self, now: float, *, keep: list[str]) -> None:
+        """Bring the row count under the bound after inserting ``keep`` (never victims)."""
         with write_transaction(self._db()) as db:
             self._cleanup(now)
             excess = self._count - self._max_entries
             if excess > 0:
                 target = int(self._max_entries * EVICT_TO_FRACTION)
+                marks = ", ".join("?" * len(keep))
                 db.execute(
                     "DELETE FROM entries WHERE domain IN (SELECT domain FROM entries "
-                    "WHERE domain != ? ORDER BY used_at, domain LIMIT ?)",
-                    (keep, max(excess, self._count - target)),
+                    f"WHERE domain NOT IN ({marks}) ORDER BY used_at, domain LIMIT ?)",
+                    (*keep, max(excess, self._count - target)),
                 )
                 self._count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]

@@ -8,7 +8,8 @@ Rules kept here:
   time), except with the memory backend (whose store lives in this process). So another
   server's update (redis, postgres) or an admin command on the sqlite file is seen within
   ``hot_ttl`` plus one backend read. ``get_fresh`` reads the backend now, for callers that
-  are about to look up or write anyway. Writes of this process are visible at once.
+  are about to look up or write anyway. Writes of this process are visible at once. A
+  domain the backend lacked is remembered as absent for ``hot_ttl`` too (``cache.hot``).
 * **No lost updates between coroutines.** A backend read that a local ``put``/``delete``/
   ``purge`` overtook is not installed over the newer state (``cache.hot``); backend writes
   for one domain are serialised in call order (``cache.write_order``); usage counters only
@@ -132,6 +133,9 @@ class PolicyCache:
         now = self._clock()
         slot = self._hot.slot(domain, now)
         if slot is None:
+            absent = self._hot.absent_since(domain)
+            if absent is not None and now - absent < self._hot_ttl:
+                return None
             return await self._load(domain, now)
         self._hot.promote(domain)
         stale = self._revalidate and not slot.dirty and now - slot.loaded_at >= self._hot_ttl
@@ -281,7 +285,7 @@ class PolicyCache:
             slot = self._hot.slot(domain, now)
             return None if slot is None else slot.entry
         if entry is None:
-            self._hot.forget(domain)
+            self._hot.note_absent(domain, now)
             return None
         self._hot.install(entry, now)
         return entry

@@ -27,9 +27,11 @@ OSError exceptions are translated in ``_translate`` and nowhere else. Rules kept
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 import urllib.request
+from collections.abc import Callable
 
 import aiohttp
 
@@ -51,13 +53,29 @@ CHARSETS = frozenset({"utf-8", "us-ascii"})  # RFC 8461 §3.2: charset=utf-8 or 
 def proxy_for(host: str) -> str | None:
     """The proxy URL to reach ``https://host/`` through, from the environment, or None.
 
-    Reads ``https_proxy``/``HTTPS_PROXY`` and ``no_proxy``/``NO_PROXY`` via urllib (the
-    lowercase name wins, as in curl; on POSIX ``proxy_bypass`` reads only the environment).
+    Reads ``https_proxy``/``HTTPS_PROXY`` and ``no_proxy``/``NO_PROXY`` as urllib's
+    ``getproxies_environment`` does (the lowercase name wins, also when it is empty, as in
+    curl) and applies urllib's ``proxy_bypass_environment``. Only these four variables are
+    read: urllib's own function scans the whole environment, twice per call.
     """
-    proxy = urllib.request.getproxies_environment().get("https")
-    if not proxy or urllib.request.proxy_bypass(host):
+    proxy = _env_proxy("https")
+    if not proxy:
+        return None
+    bypass = _env_proxy("no")
+    if bypass and _proxy_bypass(host, {"no": bypass}):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+# urllib's no_proxy matching with the variables given (not in typeshed, public since 3.x).
+_proxy_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+
+def _env_proxy(scheme: str) -> str | None:
+    lower = os.environ.get(f"{scheme}_proxy")
+    if lower is not None:
+        return lower or None
+    return os.environ.get(f"{scheme.upper()}_PROXY") or None
 
 
 class PolicyFetcher:

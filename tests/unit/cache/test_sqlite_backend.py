@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sqlite3
@@ -32,6 +33,20 @@ async def test_sqlite_backend_uses_wal_and_persists_across_restart(tmp_path: Pat
     await reopened.open()
     assert await reopened.get("a.example") == make_entry("a.example", clock.now)
     await reopened.aclose()
+
+
+async def test_sqlite_backend_concurrent_puts_share_one_transaction(tmp_path: Path) -> None:
+    clock = FakeClock()
+    backend = SqliteBackend(tmp_path / "cache.sqlite3", max_entries=4, clock=clock)
+    await backend.open()
+    await backend.put(make_entry("old.example", clock.now - 10))
+    clock.advance(1)
+    names = [f"d{i}.example" for i in range(4)]
+    await asyncio.gather(*(backend.put(make_entry(n, clock.now)) for n in names))
+    assert (backend._commits.batches, backend._commits.items) == (2, 5)
+    # Over the bound: the least recently used goes, never a row of the batch just written.
+    assert sorted(e.domain for e in await backend.entries()) == names
+    await backend.aclose()
 
 
 async def test_sqlite_backend_open_fails_cleanly_on_unwritable_location(tmp_path: Path) -> None:

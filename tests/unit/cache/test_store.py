@@ -60,6 +60,24 @@ async def test_policy_cache_hot_hit_needs_no_backend(clock: FakeClock) -> None:
     assert counting.calls["get"] == 0
 
 
+async def test_policy_cache_remembers_an_absent_domain_for_hot_ttl(
+    cache: PolicyCache, flaky: FlakyBackend, clock: FakeClock
+) -> None:
+    assert await cache.get("a.example") is None
+    assert await cache.get("a.example") is None  # a cold lookup's second read: no I/O
+    assert flaky.calls["get"] == 1
+    other = make_entry("a.example", clock.now, reason="another writer")
+    await flaky.inner.put(other)
+    clock.advance(HOT_TTL)  # past the bound: read again, and see the other writer's entry
+    assert await cache.get("a.example") == other
+    assert flaky.calls["get"] == 2
+    await cache.delete("a.example")
+    assert await cache.get("a.example") is None
+    mine = make_entry("a.example", clock.now, reason="mine")
+    await cache.put(mine)  # a local write ends the mark at once
+    assert await cache.get("a.example") == mine and flaky.calls["get"] == 3
+
+
 async def test_policy_cache_revalidates_shared_copy_after_hot_ttl(
     cache: PolicyCache, flaky: FlakyBackend, clock: FakeClock
 ) -> None:

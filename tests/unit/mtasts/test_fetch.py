@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -530,12 +531,22 @@ async def test_policy_fetcher_unreachable_proxy(
         pytest.param({"HTTPS_PROXY": "http://p", "NO_PROXY": "test"}, None, id="no-proxy-tld"),
         pytest.param({"HTTPS_PROXY": "http://p", "no_proxy": "other"}, "http://p", id="no-other"),
         pytest.param({"HTTPS_PROXY": "http://p", "NO_PROXY": "*"}, None, id="no-proxy-star"),
+        pytest.param({"HTTPS_PROXY": "http://p", "https_proxy": ""}, None, id="empty-lower-wins"),
+        pytest.param(
+            {"https_proxy": "http://l", "HTTPS_PROXY": "http://u"}, "http://l", id="lower"
+        ),
     ],
 )
 def test_proxy_for(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert proxy_for(HOST) == expected
+    with_urllib = urllib.request.getproxies_environment().get("https")
+    if not with_urllib or urllib.request.proxy_bypass(HOST):
+        with_urllib = None
+    assert expected in (with_urllib, f"http://{with_urllib}")  # the same reading as urllib
 
 
 # --- media type ---------------------------------------------------------------------------
