@@ -2,7 +2,8 @@
 
 Builds the load generator, installs postfix-mta-sts-resolver (and py-spy) into virtualenvs
 under ``bench/.work``, starts the benchmark lab, runs the chosen scenarios, prints the table
-and writes ``bench/results/latest.json`` and ``latest.md``.
+and writes ``bench/results/latest.json`` and ``latest.md``. With ``--tlspol-bin`` (or
+``TLSPOL_BIN``) postfix-tlspol is measured too, in the scenarios it supports (``tlspol.py``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import tempfile
 import time
 import traceback
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import load, report, servers, system, workers
+from bench import load, report, servers, system, tlspol, workers
 from bench.lab import start_bench_lab
 from bench.scenarios import Bench, Options
 
@@ -56,6 +58,14 @@ NOTES = [
     " raises `cache.hot_entries` to 100,000, the worst case.",
     "* The TEMP row: the server's resolver is a socket that reads queries and never answers.",
 ]
+TLSPOL_NOTE = (
+    "* postfix-tlspol (when `--tlspol-bin`/`TLSPOL_BIN` names its binary, built by the operator"
+    " outside the repository): its defaults (prefetch on, its in-memory cache with a cache file)"
+    " apart from the listen address, `dns.address` (the lab Unbound), `server.log-level: {level}`"
+    " (its default `info` logs a line per query; ours logs none), the lab CA through"
+    " `SSL_CERT_FILE` (and an empty `SSL_CERT_DIR`), and, since Go's resolver looks up the"
+    " policy host from /etc/resolv.conf, the peer's private resolv.conf (`unshare -m`)."
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -103,6 +113,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SCENARIOS)} (default all)",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip postfix-mta-sts-resolver")
+    parser.add_argument(
+        "--tlspol-bin",
+        metavar="PATH",
+        default=os.environ.get("TLSPOL_BIN") or None,
+        help="postfix-tlspol's binary, also measured when given (default: $TLSPOL_BIN; unset:"
+        " not measured; bench/README.md says how to build it outside the repository)",
+    )
+    parser.add_argument(
+        "--tlspol-log-level",
+        choices=tlspol.LOG_LEVELS,
+        default=tlspol.DEFAULT_LOG_LEVEL,
+        help=f"postfix-tlspol's server.log-level (default {tlspol.DEFAULT_LOG_LEVEL}; its own"
+        " default, info, logs a line per query)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
@@ -139,6 +163,8 @@ def options(args: argparse.Namespace) -> Options:
         profile=not args.no_profile,
         server_core=args.server_core,
         load_core=args.load_core,
+        tlspol_bin=None if not args.tlspol_bin else str(tlspol.check_binary(args.tlspol_bin)),
+        tlspol_log_level=args.tlspol_log_level,
     )
 
 
@@ -176,6 +202,10 @@ def main(argv: list[str]) -> int:
     if opts.peer:
         print("installing postfix-mta-sts-resolver into bench/.work/peer-venv ...", flush=True)
         meta["peer_version"] = servers.ensure_peer_venv()
+    if opts.tlspol_bin is not None:
+        meta["tlspol_version"] = tlspol.version(Path(opts.tlspol_bin))
+        meta["notes"] = [*NOTES, TLSPOL_NOTE.format(level=opts.tlspol_log_level)]
+        print(f"measuring postfix-tlspol {meta['tlspol_version']} ({opts.tlspol_bin})", flush=True)
     if opts.profile:
         system.ensure_py_spy()
     work = Path(tempfile.mkdtemp(prefix="tlspolicy-bench-"))
@@ -200,11 +230,15 @@ def main(argv: list[str]) -> int:
                 "hot": bench.cold_and_hot,
                 "workers": lambda: workers.run(bench),
             }.get(name)
-            try:
-                (step or getattr(bench, name))()
-            except Exception as exc:  # a broken scenario must not lose the others' figures
-                traceback.print_exc()
-                bench.checks.append(f"scenario {name} failed: {type(exc).__name__}: {exc}")
+            steps = [(name, step or getattr(bench, name))]
+            if opts.tlspol_bin is not None and name in tlspol.STEPS:
+                steps.append((f"{name} (postfix-tlspol)", partial(tlspol.STEPS[name], bench)))
+            for what, run in steps:
+                try:
+                    run()
+                except Exception as exc:  # a broken scenario must not lose the others' figures
+                    traceback.print_exc()
+                    bench.checks.append(f"scenario {what} failed: {type(exc).__name__}: {exc}")
     meta["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta["duration_s"] = round(time.monotonic() - began, 1)
     meta["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]

@@ -196,7 +196,11 @@ def build_zones(n_dane: int, n_sts: int, https_address: str) -> tuple[ZoneSet, d
 
 
 def warm_questions(lab: BenchLab) -> list[tuple[str, str]]:
-    """Every question our server or the peer asks for the benchmark domains."""
+    """Every question our server, the peer or postfix-tlspol asks for the benchmark domains.
+
+    postfix-tlspol also asks AAAA for the MX hosts of an MTA-STS domain (its DANE branch
+    looks for signed addresses even when the MX answer was unsigned).
+    """
     questions: list[tuple[str, str]] = [(SECURE_CANARY, "A"), (BOGUS_CANARY, "A")]
     for domain in lab.dane_domains:
         questions += [(domain, "MX"), (f"_mta-sts.{domain}", "TXT")]
@@ -205,7 +209,8 @@ def warm_questions(lab: BenchLab) -> list[tuple[str, str]]:
     for domain in lab.sts_domains:
         questions += [(domain, "MX"), (f"_mta-sts.{domain}", "TXT")]
         questions += [(policy_host(domain), "A"), (policy_host(domain), "AAAA")]
-        questions += [(f"mx1.{domain}", "A"), (f"mx2.{domain}", "A")]
+        for host in (f"mx1.{domain}", f"mx2.{domain}"):
+            questions += [(host, "A"), (host, "AAAA")]
     return questions
 
 

@@ -46,6 +46,8 @@ class Options:
     server_core: int = 0
     load_core: int = 1
     temp_dns_timeout: float = 1.0
+    tlspol_bin: str | None = None  # postfix-tlspol's binary; None: not measured (tlspol.py)
+    tlspol_log_level: str = "warn"
 
 
 @dataclass
@@ -164,31 +166,32 @@ class Bench:
 
     def startup(self) -> None:
         """Spawn to first answer, and RSS once idle, median of ``repeats`` fresh starts."""
-        makers: list[tuple[str, Callable[[str], servers.ServerProcess]]] = [("ours", self.ours)]
+        self.startup_of("ours", self.ours)
         if self.opts.peer:
-            makers.append(("peer", self.peer))
-        for who, make in makers:
-            runs = []
-            for i in range(max(self.opts.repeats, 1)):
-                server = make(f"startup{i}")
-                try:
-                    started = server.start(self.probe_key())
-                    if who == "peer":
-                        log = server.log.read_text(errors="replace")
-                        self.results["peer_event_loop"] = (
-                            "uvloop" if "uvloop enabled" in log else "asyncio"
-                        )
-                    time.sleep(IDLE_SETTLE_S)
-                    runs.append((started.answer_s, started.listen_s, server.rss_kib()))
-                finally:
-                    server.stop()
-            self.results.setdefault("startup", {})[who] = {
-                "first_answer_ms": round(statistics.median(r[0] for r in runs) * 1000, 1),
-                "listening_ms": round(statistics.median(r[1] for r in runs) * 1000, 1),
-                "idle_rss_kib": int(statistics.median(r[2] for r in runs)),
-                "runs": [[round(a * 1000, 1), round(b * 1000, 1), r] for a, b, r in runs],
-            }
-            print(f"  startup {who}: {self.results['startup'][who]}", flush=True)
+            self.startup_of("peer", self.peer)
+
+    def startup_of(self, who: str, make: Callable[[str], servers.ServerProcess]) -> None:
+        runs = []
+        for i in range(max(self.opts.repeats, 1)):
+            server = make(f"startup{i}")
+            try:
+                started = server.start(self.probe_key())
+                if who == "peer":
+                    log = server.log.read_text(errors="replace")
+                    self.results["peer_event_loop"] = (
+                        "uvloop" if "uvloop enabled" in log else "asyncio"
+                    )
+                time.sleep(IDLE_SETTLE_S)
+                runs.append((started.answer_s, started.listen_s, server.rss_kib()))
+            finally:
+                server.stop()
+        self.results.setdefault("startup", {})[who] = {
+            "first_answer_ms": round(statistics.median(r[0] for r in runs) * 1000, 1),
+            "listening_ms": round(statistics.median(r[1] for r in runs) * 1000, 1),
+            "idle_rss_kib": int(statistics.median(r[2] for r in runs)),
+            "runs": [[round(a * 1000, 1), round(b * 1000, 1), r] for a, b, r in runs],
+        }
+        print(f"  startup {who}: {self.results['startup'][who]}", flush=True)
 
     def cold_latency(self) -> None:
         """C=1 cold passes on fresh servers: the latency of one uncached answer."""

@@ -1,4 +1,4 @@
-"""The two servers under test, as child processes pinned to one core.
+"""The servers under test, as child processes pinned to one core.
 
 * ``tlspolicy serve -c FILE`` from the project virtualenv.
 * ``mta-sts-daemon -c FILE`` (postfix-mta-sts-resolver) from its own virtualenv under
@@ -6,8 +6,13 @@
   reads only ``/etc/resolv.conf``, so it runs in a private mount namespace (``unshare -m``)
   where a bind-mounted file names the lab Unbound's port-53 listener; the host's resolv.conf
   is never touched. The lab CA reaches its default TLS context through ``SSL_CERT_FILE``.
+* ``postfix-tlspol -config FILE`` (Go; a binary the operator built, ``--tlspol-bin``). Its
+  own DNS client asks ``dns.address`` (the lab Unbound), but the policy host of an MTA-STS
+  fetch is resolved by Go's resolver from ``/etc/resolv.conf``: the same private mount
+  namespace as the peer. Go reads trust anchors from ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``
+  (an empty directory here, so only the lab CA is trusted).
 
-Both are started through ``taskset -c <core>``; every exec in the chain keeps the pid, so
+Each is started through ``taskset -c <core>``; every exec in the chain keeps the pid, so
 ``process.pid`` is the server itself (for RSS, CPU time and py-spy). Children get
 ``PR_SET_PDEATHSIG`` and die with the benchmark.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -253,14 +259,38 @@ def peer(
             sort_keys=False,
         )
     )
-    resolv = workdir / "peer-resolv.conf"
-    resolv.write_text(f"nameserver {resolver_address}\n")
     daemon = PEER_VENV / "bin" / "mta-sts-daemon"
-    inner = f"mount --bind {resolv} /etc/resolv.conf && exec taskset -c {core} {daemon} -c {conf}"
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
+    argv = _private_resolv(workdir / "peer-resolv.conf", resolver_address, core,
+                           [str(daemon), "-c", str(conf)])  # fmt: skip
     env = {**os.environ, "SSL_CERT_FILE": str(ca_file)}
     env.pop("SSL_CERT_DIR", None)  # only the lab CA, as our server gets with mta_sts.ca_file
     return ServerProcess("postfix-mta-sts-resolver", argv, port, workdir / f"peer-{tag}.log", env)
+
+
+def _private_resolv(resolv: Path, address: str, core: int, command: list[str]) -> list[str]:
+    """``command`` on ``core`` in a mount namespace whose /etc/resolv.conf names ``address``."""
+    resolv.write_text(f"nameserver {address}\n")
+    inner = (
+        f"mount --bind {resolv} /etc/resolv.conf && exec taskset -c {core} {shlex.join(command)}"
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
+
+
+def tlspol(workdir: Path, tag: str, core: int, *, binary: Path, resolver: tuple[str, int],
+           resolver_address: str, ca_file: Path, log_level: str) -> ServerProcess:  # fmt: skip
+    """postfix-tlspol with its defaults (prefetch on, its in-memory cache with a cache file)."""
+    port = free_port(udp=False)
+    conf = workdir / f"tlspol-{tag}.yml"
+    server = {"address": f"{LOOPBACK}:{port}", "cache-file": str(workdir / f"tlspol-{tag}.db"),
+              "log-level": log_level}  # fmt: skip
+    dns = {"address": f"{resolver[0]}:{resolver[1]}"}
+    conf.write_text(yaml.safe_dump({"server": server, "dns": dns}, sort_keys=False))
+    argv = _private_resolv(workdir / "tlspol-resolv.conf", resolver_address, core,
+                           [str(binary), "-config", str(conf)])  # fmt: skip
+    certs = workdir / "tlspol-no-certs"  # SSL_CERT_DIR: empty, so /etc/ssl/certs is not read
+    certs.mkdir(exist_ok=True)
+    env = {**os.environ, "SSL_CERT_FILE": str(ca_file), "SSL_CERT_DIR": str(certs)}
+    return ServerProcess("postfix-tlspol", argv, port, workdir / f"tlspol-{tag}.log", env)
 
 
 @contextlib.contextmanager
