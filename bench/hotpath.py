@@ -62,7 +62,10 @@ async def measure(config: Config, templates: list[dict[str, object]]) -> None:
         assert profile is not None
         sts, dane = sts_domain(0), dane_domain(0)
         await answers.answer("QUERY", sts)  # fills the memo answer_now serves from
-        _timed("answers.answer_now (the server's hot path)", ROUNDS,
+        request = f"{len(f'QUERY {sts}')}:QUERY {sts},".encode()
+        _timed("answers.answer_wire (the server's hot path)", ROUNDS,
+               lambda: answers.answer_wire(request))  # fmt: skip
+        _timed("answers.answer_now (parsed requests)", ROUNDS,
                lambda: answers.answer_now("QUERY", sts))  # fmt: skip
         for key in (sts, dane):
 

@@ -7,6 +7,9 @@ re-check, policy expiry, negative caching, and at most ``cache.hot_ttl``), and s
 new result for a domain drops that domain's memos. Bounded: when full it is emptied (the
 next queries re-make what is used), and the per-domain index only holds live memos, so
 neither map can grow past ``max_entries`` however many distinct keys pass through.
+
+A memo also keeps its request and reply as framed on the wire, so the server answers a
+repeated request by its raw bytes (``get_wire``) without parsing, decoding or encoding.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ class Memo:
     until: float
     shadow_kind: str = ""  # a shadow map's reply: the kind it would have sent
     override: bool = False  # an operator override's answer (counted per use)
+    map_name: str = ""  # the map it answers for (``key[0]`` of its ``MemoKey``)
+    request: bytes = b""  # the request netstring this memo answers (set by ``put``)
+    wire: bytes = b""  # the reply netstring (set by the caller; empty: not by bytes)
+
+
+def netstring(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return b"%d:%s," % (len(data), data)
 
 
 class AnswerMemo:
@@ -34,6 +45,7 @@ class AnswerMemo:
         self.max_entries = max_entries
         self._memos: dict[MemoKey, Memo] = {}
         self._by_domain: dict[str, set[MemoKey]] = {}
+        self._by_wire: dict[bytes, tuple[MemoKey, Memo]] = {}  # request netstring -> memo
 
     def __len__(self) -> int:
         return len(self._memos)
@@ -48,6 +60,17 @@ class AnswerMemo:
             return None
         return memo
 
+    def get_wire(self, request: bytes, now: float) -> Memo | None:
+        """The memo whose request netstring is ``request``, if it holds at ``now``."""
+        found = self._by_wire.get(request)
+        if found is None:
+            return None
+        key, memo = found
+        if now >= memo.until:
+            self._drop(key, memo.domain)
+            return None
+        return memo
+
     def put(self, key: MemoKey, memo: Memo) -> None:
         if key not in self._memos and len(self._memos) >= self.max_entries:
             self.forget()
@@ -56,22 +79,36 @@ class AnswerMemo:
             self._drop(key, old.domain)
         self._memos[key] = memo
         self._by_domain.setdefault(memo.domain, set()).add(key)
+        if memo.wire:
+            memo.request = netstring(f"{key[0]} {key[1]}")
+            self._by_wire[memo.request] = (key, memo)
+        elif old is not None:
+            self._by_wire.pop(old.request, None)
 
     def forget(self, domain: str | None = None) -> None:
         """Drop the memos of ``domain`` (its data changed), or all of them (None or "")."""
         if not domain:
             self._memos.clear()
             self._by_domain.clear()
+            self._by_wire.clear()
             return
         for key in self._by_domain.pop(domain, ()):
-            self._memos.pop(key, None)
+            memo = self._memos.pop(key, None)
+            if memo is not None:
+                self._by_wire.pop(memo.request, None)
 
     def index_size(self) -> int:
         """Keys held in the per-domain index (equals ``len(self)``; for leak tests)."""
         return sum(len(keys) for keys in self._by_domain.values())
 
+    def wire_index_size(self) -> int:
+        """Requests held in the wire index (at most ``len(self)``; for leak tests)."""
+        return len(self._by_wire)
+
     def _drop(self, key: MemoKey, domain: str) -> None:
-        self._memos.pop(key, None)
+        memo = self._memos.pop(key, None)
+        if memo is not None:
+            self._by_wire.pop(memo.request, None)
         keys = self._by_domain.get(domain)
         if keys is not None:
             keys.discard(key)

@@ -50,3 +50,25 @@ def test_memo_replacing_a_key_keeps_the_index_exact() -> None:
     assert memos.index_size() == 1
     memos.forget("a.example")
     assert memos.get(("QUERY", "a.example"), 1.0) is not None
+
+
+def test_memo_by_wire_answers_the_same_request_bytes_and_goes_with_its_memo() -> None:
+    memos = AnswerMemo(max_entries=100)
+    held = memo("a.example", 10.0)
+    held.wire = b"12:OK dane-only,"
+    memos.put(("QUERY", "A.example"), held)  # the key as sent: case kept
+    request = b"15:QUERY A.example,"
+    assert memos.get_wire(request, 1.0) is held
+    assert memos.get_wire(b"15:QUERY a.example,", 1.0) is None  # other bytes, other request
+    assert memos.get_wire(request, 10.0) is None  # expired: dropped from both indexes
+    assert memos.wire_index_size() == 0 and len(memos) == 0
+    memos.put(("QUERY", "A.example"), held)
+    memos.forget("a.example")
+    assert memos.get_wire(request, 1.0) is None and memos.wire_index_size() == 0
+    for n in range(300):  # bounded like the memos themselves
+        filler = memo(f"d{n}.example", 10.0)
+        filler.wire = b"2:OK,"
+        memos.put(("QUERY", f"d{n}.example"), filler)
+        assert memos.wire_index_size() == len(memos) <= 100
+    memos.put(("QUERY", "d299.example"), memo("d299.example", 10.0))  # no wire form now
+    assert memos.get_wire(b"18:QUERY d299.example,", 1.0) is None

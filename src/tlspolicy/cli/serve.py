@@ -54,6 +54,7 @@ class Runner:
             self._answer,
             config.server,
             answer_now=self._answer_now,
+            answer_wire=self._answer_wire,
             on_connections=self.metrics.set_connections,
             metrics=self.metrics,
         )
@@ -76,6 +77,11 @@ class Runner:
         if self.app is None:
             return None
         return self.guard.check(name, key) or self.app.answers.answer_now(name, key)
+
+    def _answer_wire(self, request: bytes) -> bytes | None:
+        if self.app is None or not self.guard.quiet():
+            return None
+        return self.app.answers.answer_wire(request)
 
     async def _answer(self, name: str, key: str) -> str:
         assert self.app is not None  # connections are accepted only once the app is built

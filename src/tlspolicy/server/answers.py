@@ -1,7 +1,9 @@
 """The socketmap edge: service outcomes become reply text, with the memo and the metrics.
 
-``answer_now`` is the synchronous hot path: a memo hit (a reply made from cached data
-alone that still holds) is answered without scheduling anything. ``answer`` asks the
+``answer_wire`` is the synchronous hot path: a memo hit (a reply made from cached data
+alone that still holds) found by the request's raw netstring is answered with the reply's
+netstring, without parsing, decoding or encoding; ``answer_now`` does the same for a
+parsed request. ``answer`` asks the
 service, formats its ``Outcome`` (``socketmap.answer.render``), counts it, and memoises it
 when the plan said the decision holds for a while (or an override holds: never past
 its expiry). This is the only place where answers turn into wire text.
@@ -23,6 +25,7 @@ from tlspolicy.metricsink import NULL_METRICS, MetricsSink
 from tlspolicy.outcome import Outcome, Source
 from tlspolicy.service import PolicyService
 from tlspolicy.socketmap.answer import Reply, render, shadowed
+from tlspolicy.socketmap.connection import LocalProtocolError, encode_reply
 
 log = logging.getLogger("tlspolicy.server")
 _MEMOISED = (Source.CACHE, Source.OVERRIDE)
@@ -50,6 +53,19 @@ class Answerer:
         memo = self.memo.get((name, key), now)
         if memo is None:
             return None
+        self._count_hit(name, memo, now)
+        return memo.reply
+
+    def answer_wire(self, request: bytes) -> bytes | None:
+        """The memoised reply netstring for a request netstring, if one still holds."""
+        now = self.clock()
+        memo = self.memo.get_wire(request, now)
+        if memo is None:
+            return None
+        self._count_hit(memo.map_name, memo, now)
+        return memo.wire
+
+    def _count_hit(self, name: str, memo: Memo, now: float) -> None:
         self.service.cache.note_use(memo.domain, now)
         self.metrics.cache("hot", True)
         if memo.shadow_kind:
@@ -57,7 +73,6 @@ class Answerer:
         if memo.override:
             self.metrics.override("active")  # counted like the answer it repeats
         self.metrics.query(name, memo.kind)
-        return memo.reply
 
     async def answer(self, name: str, key: str) -> str:
         """The reply payload for one request (framing errors never reach here)."""
@@ -77,6 +92,8 @@ class Answerer:
             memo = Memo(reply.text, reply.kind, outcome.domain, outcome.reusable_until)
             memo.shadow_kind = shadow_kind
             memo.override = outcome.source is Source.OVERRIDE
+            memo.map_name = name
+            memo.wire = _framed(reply.text)
             self.memo.put((name, key), memo)
         self.metrics.query(name, reply.kind)
         return reply.text
@@ -93,3 +110,12 @@ class Answerer:
 
     def format(self, name: str, outcome: Outcome) -> Reply:
         return render(outcome.decision, self.service.config.profile(name) or MapProfile())
+
+
+def _framed(text: str) -> bytes:
+    """The reply netstring, or b"" (no wire memo) when it cannot be sent as it is: the
+    connection's encoder then says why, as for any other reply."""
+    try:
+        return encode_reply(text)
+    except LocalProtocolError:
+        return b""

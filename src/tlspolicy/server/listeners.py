@@ -33,6 +33,8 @@ log = logging.getLogger("tlspolicy.server")
 Answerer = Callable[[str, str], Awaitable[str]]
 # Optional synchronous fast path: the reply if it is known without waiting, else None.
 QuickAnswerer = Callable[[str, str], str | None]
+# The same by the raw bytes: one whole request netstring in, the reply netstring or None.
+WireAnswerer = Callable[[bytes], bytes | None]
 
 
 class SocketmapServer:
@@ -44,11 +46,13 @@ class SocketmapServer:
         config: ServerConfig,
         *,
         answer_now: QuickAnswerer | None = None,
+        answer_wire: WireAnswerer | None = None,
         on_connections: Callable[[int], None] | None = None,
         metrics: MetricsSink = NULL_METRICS,
     ) -> None:
         self.answer = answer
         self.answer_now = answer_now
+        self.answer_wire = answer_wire
         self.config = config
         self.on_connections = on_connections
         self.metrics = metrics

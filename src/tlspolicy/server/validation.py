@@ -55,6 +55,10 @@ class ValidationGuard:
         self.metrics = metrics
         self.deferring = False  # for one log line per change
 
+    def quiet(self) -> bool:
+        """True when ``check`` would pass every request and has no change to log."""
+        return not self.deferring and (self.mode() != "temp" or not self.not_validating())
+
     def check(self, name: str, key: str) -> str | None:
         """The TEMP reply when the request must wait for a validating resolver, else None."""
         if self.mode() != "temp" or not self.not_validating():

@@ -69,6 +69,11 @@ class SocketmapConnection:
             self._buffer += data
 
     @property
+    def idle(self) -> bool:
+        """Nothing buffered and the input still open: the next bytes start a request."""
+        return not self._buffer and not self._eof
+
+    @property
     def at_eof(self) -> bool:
         """The peer has finished sending (``receive_data(b"")`` was called)."""
         return self._eof

@@ -67,3 +67,16 @@ async def test_answers_memo_expires_with_the_plan_and_on_new_data() -> None:
     assert answers.answer_now("QUERY", "sts.example") is None
     answers.service.reconfigure(answers.service.config)  # SIGHUP drops every memo
     assert len(answers.memo) == 0
+
+
+async def test_answers_by_wire_are_the_memo_framed_and_counted_alike() -> None:
+    answers, metrics, clock = edge()
+    await answers.service.cache.open()
+    request = b"18:QUERY dane.example,"
+    assert answers.answer_wire(request) is None  # nothing memoised yet
+    await answers.answer("QUERY", "dane.example")  # live
+    await answers.answer("QUERY", "dane.example")  # cache: memoised
+    assert answers.answer_wire(request) == b"12:OK dane-only,"
+    assert metrics.queries[("QUERY", "dane-only")] == 3 and metrics.hot[True] == 2
+    clock.now += 5  # hot_ttl: the memo is gone, by bytes too
+    assert answers.answer_wire(request) is None

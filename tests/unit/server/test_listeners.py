@@ -190,6 +190,40 @@ async def test_server_quick_answers_keep_order() -> None:
     await server.stop(grace=1)
 
 
+async def test_server_wire_answers_only_whole_requests_in_turn() -> None:
+    answers = Answers()
+    answers.delay = 0.02
+    seen: list[bytes] = []
+
+    def by_wire(request: bytes) -> bytes | None:
+        seen.append(request)
+        return b"8:OK wired," if request == frame(b"QUERY w.example") else None
+
+    server = SocketmapServer(answers, ServerConfig(), answer_wire=by_wire)
+    names = await server.start([ListenAddress("tcp", "127.0.0.1", 0)])
+    port = int(names[0].rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(frame(b"QUERY w.example"))
+    assert await read_reply(reader) == b"OK wired"
+    assert answers.seen == []  # answered by its bytes alone
+    writer.write(frame(b"QUERY other.example"))  # not memoised: parsed and answered
+    assert await read_reply(reader) == b"OK other.example-answer"
+    # Behind a slow request the same bytes wait their turn (replies stay in order).
+    writer.write(frame(b"QUERY slow.example") + frame(b"QUERY w.example"))
+    assert await read_reply(reader) == b"OK slow.example-answer"
+    assert await read_reply(reader) == b"OK w.example-answer"
+    half = frame(b"QUERY w.example")
+    writer.write(half[:5])  # half a request is never looked up by its bytes ...
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(half[5:])  # ... nor is its other half
+    assert await read_reply(reader) == b"OK w.example-answer"
+    two = frame(b"QUERY slow.example") + frame(b"QUERY w.example")  # no memo is two requests
+    assert seen == [frame(b"QUERY w.example"), frame(b"QUERY other.example"), two, half[:5]]
+    await close(writer)
+    await server.stop(grace=1)
+
+
 # --- the connection cap ----------------------------------------------------------------
 
 
