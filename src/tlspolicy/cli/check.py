@@ -16,15 +16,14 @@ import argparse
 import datetime
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tlspolicy.app import build_app, memory_cache
-from tlspolicy.check.findings import Report
 from tlspolicy.check.probe import SMTP_PORT, SmtpProber
-from tlspolicy.check.render import render_human, render_json, render_monitoring
-from tlspolicy.check.run import FAMILIES, CheckOptions, run_check
 from tlspolicy.config import Config
 from tlspolicy.socketmap.keys import normalize_key
+
+if TYPE_CHECKING:
+    from tlspolicy.check.findings import Report
 
 DEFAULT_TIMEOUT_S = 10.0  # per SMTP connection attempt
 EXIT_USAGE = 2
@@ -66,6 +65,11 @@ def add_parser(sub: Any) -> None:
 
 
 async def run(config: Config, args: argparse.Namespace) -> int:
+    # Imported here: cryptography and the audit's modules cost every other command
+    # (``serve`` above all) memory and start-up time they never use.
+    from tlspolicy.app import build_app, memory_cache  # noqa: PLC0415
+    from tlspolicy.check.run import FAMILIES, CheckOptions, run_check  # noqa: PLC0415
+
     parsed = normalize_key(args.domain)
     if parsed.domain is None or args.domain.startswith("["):
         print(
@@ -97,6 +101,8 @@ async def run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _render(report: Report, args: argparse.Namespace) -> str:
+    from tlspolicy.check.render import render_human, render_json, render_monitoring  # noqa: PLC0415
+
     if args.json:
         return render_json(report)
     if args.monitoring:

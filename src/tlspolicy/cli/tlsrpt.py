@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlspolicy.app import nameservers
 from tlspolicy.config import Config
@@ -27,10 +27,12 @@ from tlspolicy.privileges import drop_privileges
 from tlspolicy.tlsrpt.aggregate import utc_day
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.report import format_report, report_id, totals
-from tlspolicy.tlsrpt.reporter import Reporter
 from tlspolicy.tlsrpt.runtime import TlsrptRuntime, clock_from_env
 from tlspolicy.tlsrpt.schedule import due_at
 from tlspolicy.tlsrpt.store import ReportStore
+
+if TYPE_CHECKING:
+    from tlspolicy.tlsrpt.reporter import Reporter
 
 EXIT_TEMPFAIL = 75
 
@@ -159,7 +161,7 @@ async def show(
         raise ConfigError("tlsrpt.submitter: required to build a report")
     now = clock_from_env()()
     day = day or utc_day(now) - timedelta(days=1)
-    reporter = Reporter(cfg, store, _NoDns(), clock=lambda: now)
+    reporter = _reporter()(cfg, store, _NoDns(), clock=lambda: now)
     report = await reporter.build(day, domain.lower().removesuffix("."))
     if report is None:
         print(f"tlspolicy: no TLSRPT data for {domain} on {day}", file=sys.stderr)
@@ -177,7 +179,7 @@ async def send(
     if cfg.submitter is None:
         raise ConfigError("tlsrpt.submitter: required to send reports")
     dns = ResolverClient(nameservers(config), timeout=config.dns.timeout)
-    reporter = Reporter(cfg, store, dns, clock=clock_from_env())
+    reporter = _reporter()(cfg, store, dns, clock=clock_from_env())
     attempts = await reporter.run_once(day=day, domain=domain, force=True, dry_run=dry_run)
     for a in attempts:
         detail = f": {a.detail}" if a.detail else ""
@@ -195,6 +197,14 @@ class _NoDns:
 
     async def aclose(self) -> None:
         return None
+
+
+def _reporter() -> type[Reporter]:
+    """The reporter class, imported when a command needs it: its mail and DKIM libraries
+    cost every other command (``serve`` above all) memory and start-up time."""
+    from tlspolicy.tlsrpt.reporter import Reporter  # noqa: PLC0415
+
+    return Reporter
 
 
 def _describe(d: dict[str, Any]) -> str:
