@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("postfix-tlspolicy")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0+unknown"
+from tlspolicy._version import __version__
 
 __all__ = ["__version__"]

@@ -1,0 +1,7 @@
+"""The version, in one place: ``pyproject.toml`` reads it from here (setuptools ``attr``).
+
+A plain constant, because ``importlib.metadata.version`` costs about 50 ms of start-up
+(it imports the email parser to read the installed metadata).
+"""
+
+__version__ = "0.1.0"
