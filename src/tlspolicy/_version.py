@@ -4,4 +4,6 @@ A plain constant, because ``importlib.metadata.version`` costs about 50 ms of st
 (it imports the email parser to read the installed metadata).
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"

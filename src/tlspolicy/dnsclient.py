@@ -199,11 +199,11 @@ async def _exchange(
     """One UDP(+TCP) exchange; the single place where transport exceptions are translated."""
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
-        async with asyncio.timeout(budget_s):
-            # A stray or forged datagram (wrong ID, wrong source, garbage) is dropped and the
-            # wait goes on: failing on the first one would let any packet defer the mail.
-            # Long-lived sockets matched by query ID, TCP on truncation (dnstransport.py).
-            response = await dnstransport.exchange(query, host, port, budget_s)
+        # A stray or forged datagram (wrong ID, wrong source, garbage) is dropped and the
+        # wait goes on: failing on the first one would let any packet defer the mail.
+        # Long-lived sockets matched by query ID, TCP on truncation, all of it within
+        # ``budget_s`` (dnstransport.py raises TimeoutError past it).
+        response = await dnstransport.exchange(query, host, port, budget_s)
     except TimeoutError:
         raise DnsError("timeout", f"no answer from {where} within {budget_s:.2f} s") from None
     except dnstransport.Mismatch as err:

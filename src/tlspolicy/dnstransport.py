@@ -97,11 +97,12 @@ class _Channel:
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         self.loop = loop
-        self.peer = (ipaddress.ip_address(host), port)
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self.sock.setblocking(False)
             self.sock.connect((host, port))  # binds a random ephemeral source port
+            # As the kernel writes it, so a datagram's source compares without parsing.
+            self.peer_host, self.peer_port = self.sock.getpeername()[:2]
         except OSError:
             self.sock.close()
             raise
@@ -151,7 +152,7 @@ class _Channel:
             self._datagram(data, source)
 
     def _datagram(self, data: bytes, source: tuple[str, int] | tuple[str, int, int, int]) -> None:
-        if len(data) < _HEADER or (ipaddress.ip_address(source[0]), source[1]) != self.peer:
+        if len(data) < _HEADER or source[1] != self.peer_port or source[0] != self.peer_host:
             return
         entry = self.pending.get(struct.unpack_from("!H", data)[0])
         if entry is None or entry[1].done():
