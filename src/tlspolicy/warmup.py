@@ -53,7 +53,6 @@ LAZY_MODULES = (
     "http.cookies",
     "email.utils",
     "aiohttp",
-    "aiohttp.web",
     "aiohttp.client",
     "aiohttp.connector",
     "aiohttp.resolver",
@@ -61,12 +60,18 @@ LAZY_MODULES = (
     "cryptography.x509",  # dane/tlsa.py, for Full TLSA records only
     "cryptography.exceptions",
     "cryptography.hazmat.primitives.serialization",
-    "prometheus_client",
-    "prometheus_client.exposition",
     "concurrent.futures.thread",
     "traceback",
     "linecache",
     "tokenize",
+)
+# Imported only when ``server.metrics_listen`` is set (``cli/serve.py`` ``_metrics``).
+METRICS_MODULES = (
+    "aiohttp.web",
+    "prometheus_client",
+    "prometheus_client.exposition",
+    "tlspolicy.metrics",
+    "tlspolicy.server.http",
 )
 # Imported only by the cache backend in use.
 BACKEND_MODULES = {
@@ -83,6 +88,8 @@ def preload(config: Config) -> list[str]:
     modules (``hiredis``) may be missing; their absence is no error.
     """
     names = [*LAZY_MODULES, *BACKEND_MODULES.get(config.cache.backend, ())]
+    if config.server.metrics_listen is not None:
+        names += METRICS_MODULES
     if config.tlsrpt.store_backend == "postgres":  # tlsrpt/backend.py imports it lazily
         names += [*BACKEND_MODULES["postgres"], "tlspolicy.tlsrpt.postgres_backend"]
     missing = [name for name in names if _import(name) is None]

@@ -16,28 +16,43 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlspolicy import __version__, dnstransport, systemd  # dnstransport: before the drop
 from tlspolicy.app import App, build_app
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError
 from tlspolicy.logsetup import setup_logging
-from tlspolicy.metrics import Metrics
+from tlspolicy.metricsink import NullMetrics
 from tlspolicy.postfix import Severity, advise, read_postfix
 from tlspolicy.privileges import chown_path, drop_privileges
 from tlspolicy.selfcheck import ResolverMonitor
 from tlspolicy.server.binding import Handoff, worker_handoff
-from tlspolicy.server.http import HttpEndpoint
 from tlspolicy.server.listeners import SocketmapServer
 from tlspolicy.server.validation import ValidationGuard
 from tlspolicy.tlsrpt.runtime import TlsrptRuntime
 from tlspolicy.warmup import preload, verify_after_drop
 
+if TYPE_CHECKING:
+    from tlspolicy.metrics import Metrics
+    from tlspolicy.server.http import HttpEndpoint
+
 log = logging.getLogger("tlspolicy")
 
 # The cache size gauge is refreshed this often (a backend count is not free).
 CACHE_GAUGE_INTERVAL_S = 30.0
+
+
+def _metrics(config: Config) -> Metrics | NullMetrics:
+    """Prometheus metrics when ``server.metrics_listen`` serves them; otherwise nobody can
+    read them, and prometheus_client and aiohttp's server side are not even imported
+    (their memory and start-up time are the largest share of what the default does not use).
+    """
+    if config.server.metrics_listen is None:
+        return NullMetrics()
+    from tlspolicy.metrics import Metrics  # noqa: PLC0415 - imported when configured
+
+    return Metrics(map_names=config.maps)
 
 
 class Runner:
@@ -49,7 +64,7 @@ class Runner:
         self.handoff = handoff  # set in a worker started by server/supervisor.py
         # Worker 0 (or the only process) runs what cannot be shared: metrics, TLSRPT.
         self.primary = handoff is None or handoff.slot == 0
-        self.metrics = Metrics(map_names=config.maps)
+        self.metrics = _metrics(config)
         self.server = SocketmapServer(
             self._answer,
             config.server,
@@ -175,6 +190,10 @@ class Runner:
         listen = self.config.server.metrics_listen
         if listen is None or not self.primary:
             return
+        from tlspolicy.metrics import Metrics  # noqa: PLC0415 - see _metrics
+        from tlspolicy.server.http import HttpEndpoint  # noqa: PLC0415
+
+        assert isinstance(self.metrics, Metrics)  # _metrics: a listener means Prometheus
         self.http = HttpEndpoint(self.metrics, self.health, self.health_detail)
         host, _, port = listen.rpartition(":")
         where = await self.http.start(host.strip("[]"), int(port))
