@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,12 +43,13 @@ class HostResult:
     def from_json(cls, data: dict[str, Any]) -> HostResult:
         return cls(
             host=str(data["host"]),
-            address_status=str(data["address_status"]),
+            # The same few words in every cached domain: one copy each (interned).
+            address_status=sys.intern(str(data["address_status"])),
             tlsa_name=str(data.get("tlsa_name", "")),
-            tlsa_status=str(data.get("tlsa_status", "")),
+            tlsa_status=sys.intern(str(data.get("tlsa_status", ""))),
             usable=int(data.get("usable", 0)),
             unusable=int(data.get("unusable", 0)),
-            detail=str(data.get("detail", "")),
+            detail=sys.intern(str(data.get("detail", ""))),
         )
 
 
@@ -83,7 +85,7 @@ class DaneResult:
         mx_secure = data.get("mx_secure")
         return cls(
             level=DaneLevel(data["level"]),
-            reason=str(data["reason"]),
+            reason=sys.intern(str(data["reason"])),
             ttl=int(data["ttl"]),
             mx_secure=None if mx_secure is None else bool(mx_secure),
             hosts=tuple(HostResult.from_json(h) for h in data.get("hosts", [])),

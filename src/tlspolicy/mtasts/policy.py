@@ -72,6 +72,9 @@ MAX_EXT_NAME_CHARS = 32  # RFC 8461 §3.2: alphanum *31(...)
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
 _LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?")
 _DIGITS_RE = re.compile(r"[0-9]{1,10}")
+_SHARED = {
+    w: w for w in ("version", "mode", "max_age", "mx", "STSv1", "enforce", "testing", "none")
+}
 _WSP = " \t"
 
 
@@ -149,6 +152,10 @@ def parse_policy(text: str | bytes) -> Policy:
     for number, raw in enumerate(lines, start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
         key, value = _split_line(number, line)
+        # Field names and the version and mode values repeat in every cached policy: one
+        # shared copy each (a fixed vocabulary, so a hostile policy cannot grow it).
+        key = _SHARED.get(key, key)
+        value = _SHARED.get(value, value) if key in ("version", "mode") else value
         fields.append((key, value))
         if key == "version":
             if value != "STSv1":
