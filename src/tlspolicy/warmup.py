@@ -87,16 +87,21 @@ def preload(config: Config) -> list[str]:
     Returns the import path's directories as seen now, for ``verify_after_drop``. Optional
     modules (``hiredis``) may be missing; their absence is no error.
     """
+    missing = [name for name in modules_for(config) if _import(name) is None]
+    "ok".encode("idna")  # the codec registry caches its lookup: do the lookup now
+    if missing:
+        log.debug("not installed, not preloaded: %s", ", ".join(missing))
+    return installation_dirs()
+
+
+def modules_for(config: Config) -> list[str]:
+    """The modules ``preload`` imports for ``config``: what it can use, and nothing more."""
     names = [*LAZY_MODULES, *BACKEND_MODULES.get(config.cache.backend, ())]
     if config.server.metrics_listen is not None:
         names += METRICS_MODULES
     if config.tlsrpt.store_backend == "postgres":  # tlsrpt/backend.py imports it lazily
         names += [*BACKEND_MODULES["postgres"], "tlspolicy.tlsrpt.postgres_backend"]
-    missing = [name for name in names if _import(name) is None]
-    "ok".encode("idna")  # the codec registry caches its lookup: do the lookup now
-    if missing:
-        log.debug("not installed, not preloaded: %s", ", ".join(missing))
-    return installation_dirs()
+    return names
 
 
 def verify_after_drop(config: Config, dirs: Sequence[str]) -> None:

@@ -11,8 +11,10 @@ import pytest
 from tlspolicy.config import parse_config
 from tlspolicy.errors import ConfigError
 from tlspolicy.warmup import (
+    METRICS_MODULES,
     LateImportWatch,
     check_access,
+    modules_for,
     preload,
     reload_problem,
     unreadable,
@@ -83,3 +85,17 @@ def test_late_import_watch_logs_found_module_once(
     assert [r.getMessage() for r in caplog.records] == [
         "module late_module_for_watch imported after the privilege drop"
     ]
+
+
+def test_preload_takes_metrics_and_backend_modules_only_when_configured() -> None:
+    default = modules_for(parse_config({}))
+    assert not set(METRICS_MODULES) & set(default) and "redis.asyncio" not in default
+    served = modules_for(
+        parse_config(
+            {
+                "server": {"metrics_listen": "127.0.0.1:9100"},
+                "cache": {"backend": "redis", "url": "redis://127.0.0.1"},
+            }
+        )
+    )
+    assert set(METRICS_MODULES) <= set(served) and "redis.asyncio" in served
