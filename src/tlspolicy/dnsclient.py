@@ -77,7 +77,7 @@ DEFAULT_UDP_SIZE = 1232
 # Presentation-format names (RFC 1035 §2.3.4): 253 characters, labels of 1..63 octets.
 # With only plain characters (no escapes) 253 characters are 255 octets on the wire.
 MAX_NAME_CHARS = 253
-_LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
+_NAME_RE = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")  # labels, one match
 
 # Failure kinds after which the next nameserver is asked (see the module docstring).
 _NEXT_SERVER_KINDS = frozenset({"timeout", "network", "malformed", "refused"})
@@ -231,7 +231,7 @@ def valid_name(name: str) -> bool:
 
 def well_formed_name(name: str) -> bool:
     """Lowercase LDH (and ``_``) labels of 1..63 octets, whatever the total length."""
-    return bool(name) and all(_LABEL_RE.fullmatch(label) for label in name.split("."))
+    return _NAME_RE.fullmatch(name) is not None
 
 
 def system_nameservers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:

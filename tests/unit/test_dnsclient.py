@@ -21,12 +21,15 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlspolicy.dnsanswer import MAX_CNAME_HOPS, NONEXISTENT_NAME_TTL_S
 from tlspolicy.dnsclient import (
     ResolverClient,
     system_nameservers,
     valid_name,
+    well_formed_name,
 )
 from tlspolicy.dnsdata import AddressRecord, MxRecord, TlsaRecord, TxtRecord
 from tlspolicy.errors import DnsError
@@ -599,3 +602,17 @@ async def test_query_keeps_tlsa_data_that_does_not_fit_its_matching_type(serve) 
         TlsaRecord(3, 1, 1, bytes.fromhex(good)),
         TlsaRecord(3, 1, 1, bytes.fromhex(odd)),
     ]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="ab_-.9Z\u00fc", max_size=80)
+    | st.from_regex(r"[a-z]{60,66}(\.[a-z]{1,3}){0,2}")
+)
+def test_well_formed_name_is_lowercase_ldh_labels_of_1_to_63(name: str) -> None:
+    labels = name.split(".")
+    expected = bool(name) and all(
+        0 < len(label) <= 63 and all(c in "abcdefghijklmnopqrstuvwxyz0123456789_-" for c in label)
+        for label in labels
+    )
+    assert well_formed_name(name) is expected
