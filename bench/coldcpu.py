@@ -70,7 +70,7 @@ def _measure(lab: BenchLab, work: Path, what: str, domains: list[str], *, marker
     keys = lab.write_keys(work / f"coldcpu-{what}.keys", domains)
     argv = ["taskset", "-c", str(args.core), sys.executable, "-m", "bench.coldcpu",
             "--child", str(conf), str(keys), marker]  # fmt: skip
-    argv += ["--profile"] * args.profile + ["--per-query-sockets"] * args.per_query_sockets
+    argv += ["--profile"] * args.profile
     asked = dnscount.resolver_queries(lab)
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
     queries = dnscount.resolver_queries(lab) - asked
@@ -104,23 +104,6 @@ def _child(conf: str, keyfile: str, marker: str, *, profile: bool) -> None:
             print(text.getvalue().split("\n", 6)[-1][:6000])
 
 
-def _use_per_query_sockets() -> None:
-    import dns.asyncquery  # noqa: PLC0415
-    import dns.message  # noqa: PLC0415
-
-    from tlspolicy import dnstransport  # noqa: PLC0415
-
-    async def exchange(
-        query: dns.message.Message, host: str, port: int, budget_s: float
-    ) -> dns.message.Message:
-        response, _ = await dns.asyncquery.udp_with_fallback(
-            query, host, timeout=budget_s, port=port, ignore_unexpected=True, ignore_errors=True
-        )
-        return response
-
-    dnstransport.exchange = exchange  # type: ignore[assignment]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", type=int, default=500, help="domains of each kind")
@@ -130,14 +113,8 @@ def main() -> None:
         "--backend", choices=("sqlite", "memory"), default="sqlite",
         help="cache backend (default sqlite, the server's default; memory: without the disk)",
     )  # fmt: skip
-    parser.add_argument(
-        "--per-query-sockets", action="store_true",
-        help="the old DNS path for comparison: dnspython's udp_with_fallback, a socket per query",
-    )  # fmt: skip
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # conf, keys, marker
     args = parser.parse_args()
-    if args.per_query_sockets:
-        _use_per_query_sockets()
     if args.child:
         _child(*args.child, profile=args.profile)
         return
