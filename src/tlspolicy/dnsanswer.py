@@ -8,8 +8,6 @@ negative TTL.
 
 from __future__ import annotations
 
-import dns.edns
-
 from tlspolicy import dnscodec
 from tlspolicy.dnscodec import Response
 from tlspolicy.dnsdata import DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord
@@ -26,6 +24,19 @@ MAX_EDE_TEXT_CHARS = 200
 # TTL in seconds of the NXDOMAIN given for a name too long to exist. The answer never
 # changes, so it must not shorten cache lifetimes: one day, the default ``dane.max_ttl``.
 NONEXISTENT_NAME_TTL_S = 86400
+
+# Extended DNS Error info-codes (RFC 8914 §5.2 and the IANA registry since), by name.
+EDE_NAMES = (
+    "Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Type", "Stale Answer",
+    "Forged Answer", "DNSSEC Indeterminate", "DNSSEC Bogus", "Signature Expired",
+    "Signature Not Yet Valid", "DNSKEY Missing", "RRSIGs Missing", "No Zone Key Bit Set",
+    "NSEC Missing", "Cached Error", "Not Ready", "Blocked", "Censored", "Filtered",
+    "Prohibited", "Stale NXDOMAIN Answer", "Not Authoritative", "Not Supported",
+    "No Reachable Authority", "Network Error", "Invalid Data",
+    "Signature Expired before Valid", "Too Early", "Unsupported NSEC3 Iterations Value",
+    "Unable to conform to policy", "Synthesized", "Invalid Query Type", "Rate Limited",
+    "Over Quota",
+)  # fmt: skip
 
 NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
 RCODE_NAMES = {
@@ -49,21 +60,13 @@ def _ede_text(response: Response) -> str:
     """The Extended DNS Errors (RFC 8914) of a response, e.g. ``EDE 6 DNSSEC Bogus: ...``."""
     parts = []
     for code, extra in response.ede:
-        try:
-            label = _ede_label(dns.edns.EDECode(code).name)
-        except ValueError:
-            label = ""
+        label = EDE_NAMES[code] if code < len(EDE_NAMES) else ""
         text = f"EDE {code} {label}".strip()
         if extra:
             # ";" separates EDE items; keep it out of the free text so each item stays whole.
             text += ": " + _printable(extra).replace(";", ",")[:MAX_EDE_TEXT_CHARS]
         parts.append(text)
     return "; ".join(parts)
-
-
-def _ede_label(enum_name: str) -> str:
-    keep = {"DNSSEC", "DNSKEY", "DS", "NSEC", "NSEC3", "NXDOMAIN", "RRSIGS"}
-    return " ".join(w if w in keep else w.capitalize() for w in enum_name.split("_"))
 
 
 def _printable(text: str) -> str:

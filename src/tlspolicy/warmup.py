@@ -30,7 +30,6 @@ log = logging.getLogger("tlspolicy.warmup")
 
 # Imported lazily by libraries on first use; listed by name so a missing one fails loudly.
 LAZY_MODULES = (
-    "dns.edns",
     "encodings.idna",
     "encodings.punycode",
     "encodings.ascii",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
@@ -9,6 +10,7 @@ import dns.rrset
 import pytest
 
 from tlspolicy.dnsanswer import (
+    EDE_NAMES,
     NONEXISTENT_NAME_TTL_S,
     check_rcode,
     nonexistent,
@@ -68,3 +70,8 @@ def test_failing_rcodes_are_dns_errors(rcode: int, kind: str) -> None:
 def test_a_name_that_cannot_exist_is_a_certain_denial() -> None:
     answer = nonexistent("x" * 300, "TLSA")
     assert (answer.rcode, answer.secure, answer.ttl) == ("NXDOMAIN", True, NONEXISTENT_NAME_TTL_S)
+
+
+def test_ede_names_are_dnspythons_codes_in_the_registrys_spelling() -> None:
+    reference = [c.name.replace("_", " ").lower() for c in sorted(dns.edns.EDECode)]
+    assert [name.lower() for name in EDE_NAMES[: len(reference)]] == reference
