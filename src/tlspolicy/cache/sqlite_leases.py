@@ -7,20 +7,11 @@ processes on one file cannot both win it).
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-
-from tlspolicy.cache.sqlite_thread import SqliteThread
+from tlspolicy.cache.sqlite_part import SqlitePart
 
 
-class SqliteLeases:
+class SqliteLeases(SqlitePart):
     """Lease storage; ``SqliteBackend`` provides ``_thread``, ``_clock`` and ``_db``."""
-
-    _thread: SqliteThread
-    _clock: Callable[[], float]
-
-    def _db(self) -> sqlite3.Connection:  # pragma: no cover - SqliteBackend's
-        raise NotImplementedError
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
         return await self._thread.run(self._acquire_sync, key, owner, ttl, self._clock())

@@ -7,10 +7,7 @@ so no version bump and no file moved aside.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-
-from tlspolicy.cache.sqlite_thread import SqliteThread
+from tlspolicy.cache.sqlite_part import SqlitePart
 
 OVERRIDES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS overrides (
@@ -21,14 +18,8 @@ CREATE TABLE IF NOT EXISTS overrides (
 """
 
 
-class SqliteOverrides:
+class SqliteOverrides(SqlitePart):
     """Override storage; ``SqliteBackend`` provides ``_thread``, ``_clock`` and ``_db``."""
-
-    _thread: SqliteThread
-    _clock: Callable[[], float]
-
-    def _db(self) -> sqlite3.Connection:  # pragma: no cover - SqliteBackend's
-        raise NotImplementedError
 
     async def put_override(self, domain: str, data: str, keep_until: float) -> None:
         await self._thread.run(self._put_override_sync, domain, data, keep_until, self._clock())
