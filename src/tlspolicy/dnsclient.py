@@ -1,4 +1,4 @@
-"""The dnspython adapter: asks the configured validating resolver and returns ``DnsAnswer``s.
+"""The DNS adapter: asks the configured validating resolver and returns ``DnsAnswer``s.
 
 This is the only module that talks DNS on the wire. It keeps these rules:
 
@@ -237,7 +237,7 @@ def well_formed_name(name: str) -> bool:
 def system_nameservers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
     """The ``nameserver`` lines of resolv.conf(5), port 53; 127.0.0.1 when there are none.
 
-    IPv6 scope ids (``fe80::1%eth0``) are dropped: dnspython sends to the bare address.
+    IPv6 scope ids (``fe80::1%eth0``) are dropped: queries go to the bare address.
     Unparsable addresses are skipped, as glibc does.
     """
     found: list[tuple[str, int]] = []

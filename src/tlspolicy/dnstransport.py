@@ -40,7 +40,7 @@ MAX_SOCKET_AGE_S = 60.0
 MAX_UDP_RESPONSE = 65535
 _HEADER = 12  # octets of a DNS header; shorter datagrams are dropped unread
 # rcodes whose responses may come without the question section: FORMERR, SERVFAIL,
-# NOTIMP, REFUSED (dnspython accepts these too).
+# NOTIMP, REFUSED (as dnspython accepts them).
 _QUESTIONLESS_RCODES = frozenset({1, 2, 4, 5})
 
 Question = tuple[str, int, int]  # (name, type, class), the name lowercase, as dnscodec reads

@@ -182,8 +182,8 @@ class LateImportWatch(importlib.abc.MetaPathFinder):
 
     It asks the finders behind it, so imports go on as before; it only makes a gap in
     ``preload`` visible: a module found after the drop, or one whose directory the server
-    user cannot read (that import fails). Names that do not exist anywhere (dnspython
-    probes class-specific rdata modules first) are not worth a line.
+    user cannot read (that import fails). Names that do not exist anywhere (libraries
+    probe for optional modules) are not worth a line.
     """
 
     def __init__(self, dirs: Sequence[str] = ()) -> None:
