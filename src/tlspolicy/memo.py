@@ -31,6 +31,7 @@ class Memo:
     shadow_kind: str = ""  # a shadow map's reply: the kind it would have sent
     override: bool = False  # an operator override's answer (counted per use)
     map_name: str = ""  # the map it answers for (``key[0]`` of its ``MemoKey``)
+    key: MemoKey = ("", "")  # the key it is stored under (set by ``put``)
     request: bytes = b""  # the request netstring this memo answers (set by ``put``)
     wire: bytes = b""  # the reply netstring (set by the caller; empty: not by bytes)
 
@@ -45,7 +46,7 @@ class AnswerMemo:
         self.max_entries = max_entries
         self._memos: dict[MemoKey, Memo] = {}
         self._by_domain: dict[str, set[MemoKey]] = {}
-        self._by_wire: dict[bytes, tuple[MemoKey, Memo]] = {}  # request netstring -> memo
+        self._by_wire: dict[bytes, Memo] = {}  # request netstring -> memo
 
     def __len__(self) -> int:
         return len(self._memos)
@@ -62,12 +63,9 @@ class AnswerMemo:
 
     def get_wire(self, request: bytes, now: float) -> Memo | None:
         """The memo whose request netstring is ``request``, if it holds at ``now``."""
-        found = self._by_wire.get(request)
-        if found is None:
-            return None
-        key, memo = found
-        if now >= memo.until:
-            self._drop(key, memo.domain)
+        memo = self._by_wire.get(request)
+        if memo is not None and now >= memo.until:
+            self._drop(memo.key, memo.domain)
             return None
         return memo
 
@@ -77,11 +75,12 @@ class AnswerMemo:
         old = self._memos.get(key)
         if old is not None and old.domain != memo.domain:
             self._drop(key, old.domain)
+        memo.key = key
         self._memos[key] = memo
         self._by_domain.setdefault(memo.domain, set()).add(key)
         if memo.wire:
             memo.request = netstring(f"{key[0]} {key[1]}")
-            self._by_wire[memo.request] = (key, memo)
+            self._by_wire[memo.request] = memo
         elif old is not None:
             self._by_wire.pop(old.request, None)
 

@@ -68,6 +68,9 @@ class PolicyCache:
         self._revalidate = backend.name != "memory"
         self._hot = HotLayer(hot_entries)
         self._uses = PendingUses(max(hot_entries, MIN_PENDING_DOMAINS))
+        # Count one use of a domain at a time; no I/O (``flush`` sends the counts). Bound
+        # once: every hot answer calls it.
+        self.note_use: Callable[[str, float], None] = self._uses.note
         self._overtaken = OvertakenReads()
         self._reloading: dict[str, asyncio.Task[CacheEntry | None]] = {}
         self._write_order = WriteOrder()
@@ -174,10 +177,6 @@ class PolicyCache:
                 return
         if slot is not None:
             self._hot.written(slot)
-
-    def note_use(self, domain: str, now: float) -> None:
-        """Count one use of ``domain`` at ``now``; no I/O (``flush`` sends the counts)."""
-        self._uses.note(domain, now)
 
     async def flush(self) -> None:
         """Write back dirty entries and send usage counters. Never raises."""

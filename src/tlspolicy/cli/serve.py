@@ -94,9 +94,10 @@ class Runner:
         return self.guard.check(name, key) or self.app.answers.answer_now(name, key)
 
     def _answer_wire(self, request: bytes) -> bytes | None:
-        if self.app is None or not self.guard.quiet():
+        app = self.app
+        if app is None or not self.guard.quiet():
             return None
-        return self.app.answers.answer_wire(request)
+        return app.answers.answer_wire(request)
 
     async def _answer(self, name: str, key: str) -> str:
         assert self.app is not None  # connections are accepted only once the app is built

@@ -39,8 +39,10 @@ class ConnectionTable(Generic[C]):
 
     def touch(self, conn: C) -> None:
         """``conn`` received a request or sent a reply: it is now the most recently active."""
-        if conn in self._order:
+        try:  # noqa: SIM105 - every request calls this; suppress() costs more than the work
             self._order.move_to_end(conn)
+        except KeyError:
+            pass  # not admitted (or already forgotten)
 
     def longest_idle(self, evictable: Callable[[C], bool]) -> C | None:
         """The least recently active connection for which ``evictable`` is true, if any.

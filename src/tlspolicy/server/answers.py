@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from tlspolicy.config import MapProfile
 from tlspolicy.memo import AnswerMemo, Memo
-from tlspolicy.metricsink import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink, NullMetrics
 from tlspolicy.outcome import Outcome, Source
 from tlspolicy.service import PolicyService
 from tlspolicy.socketmap.answer import Reply, render, shadowed
@@ -45,6 +45,7 @@ class Answerer:
         self.metrics = metrics
         self.clock = clock
         self.memo = memo or AnswerMemo()
+        self._counting = type(metrics) is not NullMetrics  # exactly the sink that drops all
         service.on_stored.append(self.memo.forget)
 
     def answer_now(self, name: str, key: str) -> str | None:
@@ -67,12 +68,13 @@ class Answerer:
 
     def _count_hit(self, name: str, memo: Memo, now: float) -> None:
         self.service.cache.note_use(memo.domain, now)
-        self.metrics.cache("hot", True)
-        if memo.shadow_kind:
-            self.metrics.shadow(memo.shadow_kind)
-        if memo.override:
-            self.metrics.override("active")  # counted like the answer it repeats
-        self.metrics.query(name, memo.kind)
+        if self._counting:  # NullMetrics (no metrics_listen) counts nothing: skip the calls
+            self.metrics.cache("hot", True)
+            if memo.shadow_kind:
+                self.metrics.shadow(memo.shadow_kind)
+            if memo.override:
+                self.metrics.override("active")  # counted like the answer it repeats
+            self.metrics.query(name, memo.kind)
 
     async def answer(self, name: str, key: str) -> str:
         """The reply payload for one request (framing errors never reach here)."""
