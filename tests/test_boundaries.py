@@ -28,8 +28,6 @@ PURE_MODULES = [
     "mtasts/policy.py",
     "mtasts/state.py",
     "mtasts/addresses.py",
-    "mtasts/response.py",
-    "mtasts/fetchcontext.py",
     "dane/tlsa.py",
     "dane/decision.py",
     "dane/result.py",
