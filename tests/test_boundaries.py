@@ -28,6 +28,8 @@ PURE_MODULES = [
     "mtasts/policy.py",
     "mtasts/state.py",
     "mtasts/addresses.py",
+    "mtasts/response.py",
+    "mtasts/fetchcontext.py",
     "dane/tlsa.py",
     "dane/decision.py",
     "dane/result.py",

@@ -56,6 +56,7 @@ LAZY_MODULES = (
     "aiohttp.connector",
     "aiohttp.resolver",
     "aiohappyeyeballs",
+    "tlspolicy.mtasts.http_client",  # mtasts/fetch.py imports it on the first fetch
     "cryptography.x509",  # dane/tlsa.py, for Full TLSA records only
     "cryptography.exceptions",
     "cryptography.hazmat.primitives.serialization",

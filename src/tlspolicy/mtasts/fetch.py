@@ -1,7 +1,10 @@
-"""HTTPS policy fetch (RFC 8461 §3.3), the aiohttp adapter behind ``lookup.Fetcher``.
+"""HTTPS policy fetch (RFC 8461 §3.3), the adapter behind ``lookup.Fetcher``.
 
 Every failure leaves this module as ``FetchError`` with a fixed ``kind``; aiohttp, ssl and
-OSError exceptions are translated in ``_translate`` and nowhere else. Rules kept here:
+OSError exceptions are translated in ``mtasts.http_client.translate`` and nowhere else.
+aiohttp itself is imported on the first fetch, in a thread (``mtasts.http_client``: it
+costs 11 MB and 180 ms that a server answering DANE or cached domains need not pay at
+start-up; ``tlspolicy serve`` preloads it before dropping privileges). Rules kept here:
 
 * ``GET https://mta-sts.<domain>/.well-known/mta-sts.txt``, HTTPS only, certificate chain
   and host name checked, SNI set, TLS 1.2 or later (RFC 8461 §3.3, §7.1, §7.2).
@@ -27,27 +30,27 @@ OSError exceptions are translated in ``_translate`` and nowhere else. Rules kept
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import ssl
 import time
 import urllib.request
 from collections.abc import Callable
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from tlspolicy.defaults import MAX_FETCH_TIMEOUT_S
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.errors import ConfigError, FetchError
+from tlspolicy.mtasts.fetchcontext import resolving_for
 from tlspolicy.mtasts.policy import domain_problem
-from tlspolicy.mtasts.resolver import GuardedResolver, resolving_for
 from tlspolicy.trace import TraceEvent, record
 
-MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: suggested maximum policy size 64 kilobytes
+if TYPE_CHECKING:
+    from tlspolicy.mtasts.http_client import AiohttpClient
+
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
 HTTPS_PORT = 443  # RFC 8461 §3.3: plain https:// URL, default port
-READ_CHUNK_BYTES = 8192  # read granularity; the cap is checked after every chunk
-FETCH_CONNECTIONS = 16  # our choice: concurrent fetches across all domains
-CHARSETS = frozenset({"utf-8", "us-ascii"})  # RFC 8461 §3.2: charset=utf-8 or us-ascii
+HTTP_CLIENT_MODULE = "tlspolicy.mtasts.http_client"
 
 
 def proxy_for(host: str) -> str | None:
@@ -116,10 +119,10 @@ class PolicyFetcher:
         self._ssl = context
         self._timeout = timeout
         self._user_agent = user_agent
-        self._resolver = GuardedResolver(
-            dns, allow_private=allow_private_addresses, connect_port=connect_port
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._dns = dns
+        self._allow_private = allow_private_addresses
+        self._connect_port = connect_port
+        self._http: AiohttpClient | None = None
 
     async def fetch(self, domain: str) -> str:
         """Fetch the policy of ``domain`` (a lowercase A-label name).
@@ -134,14 +137,21 @@ class PolicyFetcher:
         """
         host = f"mta-sts.{domain}"
         url = f"https://{host}{POLICY_PATH}"
+        http = await self._client()
         started = time.monotonic()
+        headers = {
+            "User-Agent": self._user_agent,
+            "Accept": "text/plain",
+            "Accept-Encoding": "identity",
+            "Cache-Control": "no-cache",  # RFC 8461 §3.3: HTTP caching MUST NOT be used
+        }
         with resolving_for(host):
             try:
                 why = domain_problem(domain)
                 if why is not None:
                     raise FetchError("other", f"invalid policy domain {domain!r}: {why}")
                 async with asyncio.timeout(self._timeout):
-                    status, body = await self._get(host, url)
+                    status, body = await http.get(url, headers, proxy_for(host))
             except FetchError as exc:
                 _record(url, started, "error", f"{exc.kind}: {exc.detail}")
                 raise
@@ -149,10 +159,6 @@ class PolicyFetcher:
                 error = FetchError("timeout", f"no complete answer within {self._timeout:g}s")
                 _record(url, started, "error", str(error))
                 raise error from None
-            except (aiohttp.ClientError, ssl.SSLError, OSError, ValueError) as exc:
-                error = _translate(exc)
-                _record(url, started, "error", str(error))
-                raise error from exc
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -164,89 +170,33 @@ class PolicyFetcher:
 
     async def aclose(self) -> None:
         """Close the HTTP session (idempotent)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=self._resolver,
-                ssl=self._ssl,
-                force_close=True,  # one request per connection: no keep-alive state
-                use_dns_cache=False,  # every fetch asks the DnsClient (which caches)
-                limit=FETCH_CONNECTIONS,
+    async def _client(self) -> AiohttpClient:
+        if self._http is None:
+            module = await _http_client_module()
+            client: AiohttpClient = module.AiohttpClient(
+                dns=self._dns,
+                context=self._ssl,
+                allow_private=self._allow_private,
+                connect_port=self._connect_port,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,  # see the module docstring (proxies, netrc)
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),  # our asyncio.timeout decides
-            )
-        return self._session
-
-    async def _get(self, host: str, url: str) -> tuple[int, bytes]:
-        headers = {
-            "User-Agent": self._user_agent,
-            "Accept": "text/plain",
-            "Accept-Encoding": "identity",
-            "Cache-Control": "no-cache",  # RFC 8461 §3.3: HTTP caching MUST NOT be used
-        }
-        async with self._client().get(
-            url, headers=headers, allow_redirects=False, proxy=proxy_for(host)
-        ) as response:
-            status = response.status
-            if 300 <= status < 400:
-                target = response.headers.get("Location", "?")
-                raise FetchError("redirect", f"HTTP {status} to {target} (not followed)")
-            if status != 200:
-                raise FetchError("status", f"HTTP {status} {response.reason or ''}".rstrip())
-            _check_media_type(response.headers.get("Content-Type"))
-            coding = response.headers.get("Content-Encoding", "identity").strip().lower()
-            if coding not in ("", "identity"):
-                raise FetchError("encoding", f"unexpected Content-Encoding {coding!r}")
-            length = response.headers.get("Content-Length")
-            if length is not None and length.strip().isdigit() and int(length) > MAX_POLICY_BYTES:
-                raise FetchError("too-large", f"Content-Length {int(length)}")
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(READ_CHUNK_BYTES):
-                body += chunk
-                if len(body) > MAX_POLICY_BYTES:
-                    raise FetchError("too-large", f"body exceeds {MAX_POLICY_BYTES} bytes")
-        return status, bytes(body)
+            self._http = self._http or client  # another first fetch may have been quicker
+        return self._http
 
 
-def _check_media_type(value: str | None) -> None:
-    """RFC 8461 §3.2: ``text/plain``; ``charset`` (if any) utf-8 or us-ascii."""
-    if value is None:
-        raise FetchError("content-type", "no Content-Type (need text/plain)")
-    media_type, *parameters = value.split(";")
-    if media_type.strip().lower() != "text/plain":
-        raise FetchError("content-type", f"Content-Type {value.strip()!r} (need text/plain)")
-    for parameter in parameters:
-        name, _, raw = parameter.partition("=")
-        if name.strip().lower() == "charset":
-            charset = raw.strip().strip('"').lower()
-            if charset not in CHARSETS:
-                raise FetchError("content-type", f"charset {charset!r} (need utf-8 or us-ascii)")
+async def _http_client_module() -> Any:
+    """``mtasts.http_client``, imported in a thread the first time (see the docstring), so
+    the event loop goes on answering meanwhile."""
+    loaded = _LOADED.get(HTTP_CLIENT_MODULE)
+    if loaded is None:
+        loaded = await asyncio.to_thread(importlib.import_module, HTTP_CLIENT_MODULE)
+        _LOADED[HTTP_CLIENT_MODULE] = loaded
+    return loaded
 
 
-def _translate(exc: BaseException) -> FetchError:
-    """Map an aiohttp/ssl/OS exception to a ``FetchError`` with a fixed kind (most specific
-    first: certificate and proxy errors are also connector errors)."""
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
-        return FetchError("certificate", detail)
-    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
-        return FetchError("proxy", detail)
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return FetchError("tls", detail)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return FetchError("dns", detail)
-    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
-        return FetchError("connect", detail)
-    return FetchError("other", f"{type(exc).__name__}: {detail}")
+_LOADED: dict[str, Any] = {}  # fully imported modules (sys.modules also holds half-done ones)
 
 
 def _record(url: str, started: float, status: str, detail: str) -> None:

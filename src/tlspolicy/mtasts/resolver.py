@@ -2,18 +2,14 @@
 
 The policy host is resolved through the validating resolver, never the system one, and its
 non-public addresses are refused unless ``allow_private`` (see ``mtasts.addresses``). A
-fetch names its policy host with ``resolving_for``; any other name asked for (a proxy the
-operator configured) is resolved without the guard.
+fetch names its policy host with ``resolving_for`` (``mtasts.fetchcontext``); any other
+name asked for (a proxy the operator configured) is resolved without the guard.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
@@ -21,26 +17,9 @@ from tlspolicy.dnsclient import DnsClient
 from tlspolicy.dnsdata import AddressRecord
 from tlspolicy.errors import DnsError, FetchError
 from tlspolicy.mtasts.addresses import is_public_address
+from tlspolicy.mtasts.fetchcontext import guarded, resolving_for
 
-
-@dataclass(frozen=True, slots=True)
-class _FetchContext:
-    host: str  # the policy host this fetch resolves under the address guard
-
-
-_CURRENT: contextvars.ContextVar[_FetchContext | None] = contextvars.ContextVar(
-    "tlspolicy_mtasts_fetch", default=None
-)
-
-
-@contextlib.contextmanager
-def resolving_for(host: str) -> Iterator[None]:
-    """Within this block (this task), ``host`` is the guarded policy host."""
-    token = _CURRENT.set(_FetchContext(host))
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+__all__ = ["GuardedResolver", "resolving_for"]
 
 
 class GuardedResolver(AbstractResolver):
@@ -54,9 +33,8 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        context = _CURRENT.get()
         # Anything but a proxy named by the operator is treated as the policy host.
-        guarded = context is None or context.host == host.rstrip(".")
+        is_guarded = guarded(host)
         rdtypes = {socket.AF_INET: ("A",), socket.AF_INET6: ("AAAA",)}.get(family, ("A", "AAAA"))
         answers = await asyncio.gather(
             *(self._dns.query(host.rstrip("."), t) for t in rdtypes),
@@ -74,7 +52,7 @@ class GuardedResolver(AbstractResolver):
         if not addresses:
             detail = "; ".join(failures) if failures else "no A/AAAA records"
             raise FetchError("dns", f"cannot resolve {host}: {detail}")
-        if guarded and not self._allow_private:
+        if is_guarded and not self._allow_private:
             public = [a for a in addresses if is_public_address(a)]
             if not public:
                 shown = ", ".join(addresses[:4])
@@ -84,7 +62,7 @@ class GuardedResolver(AbstractResolver):
                     f"({shown}; mta_sts.allow_private_addresses is off)",
                 )
             addresses = public
-        if guarded and self._connect_port is not None:
+        if is_guarded and self._connect_port is not None:
             port = self._connect_port
         return [
             ResolveResult(

@@ -21,7 +21,9 @@ from aiohttp import web
 from tests.fakes import FakeDns
 from tlspolicy.dnsdata import AddressRecord, DnsAnswer
 from tlspolicy.errors import ConfigError, FetchError
-from tlspolicy.mtasts.fetch import MAX_POLICY_BYTES, PolicyFetcher, _check_media_type, proxy_for
+from tlspolicy.mtasts.fetch import PolicyFetcher, proxy_for
+from tlspolicy.mtasts.response import MAX_POLICY_BYTES
+from tlspolicy.mtasts.response import check_media_type as _check_media_type
 from tlspolicy.trace import Trace, recording
 
 DOMAIN = "example.test"
@@ -162,9 +164,10 @@ async def test_policy_fetcher_reuses_one_session(serve: Serve, make_fetcher: Mak
     server = await serve(_text(POLICY))
     fetcher = make_fetcher(server.port)
     await fetcher.fetch(DOMAIN)
-    session = fetcher._session
+    assert fetcher._http is not None
+    session = fetcher._http.session
     await fetcher.fetch(DOMAIN)
-    assert fetcher._session is session
+    assert session is not None and fetcher._http.session is session
     assert len(server.requests) == 2
     await fetcher.aclose()
     await fetcher.aclose()  # idempotent
