@@ -12,10 +12,10 @@ from tlspolicy import __version__
 from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import BackendName, CacheConfig, Config
-from tlspolicy.dnsclient import ResolverClient, system_nameservers
+from tlspolicy.dnsclient import DnsClient, ResolverClient, system_nameservers
 from tlspolicy.dnsshare import SharedAnswers
 from tlspolicy.instrument import CountingDns, CountingFetcher
-from tlspolicy.metricsink import NULL_METRICS, MetricsSink
+from tlspolicy.metricsink import NULL_METRICS, MetricsSink, NullMetrics
 from tlspolicy.mtasts.fetch import PolicyFetcher
 from tlspolicy.overrides.store import OverrideStore
 from tlspolicy.server.answers import Answerer
@@ -25,7 +25,7 @@ from tlspolicy.service import PolicyService
 @dataclass
 class App:
     config: Config
-    dns: CountingDns
+    dns: DnsClient
     fetcher: PolicyFetcher
     cache: PolicyCache
     service: PolicyService
@@ -58,7 +58,9 @@ async def build_app(
     resolver = ResolverClient(
         nameservers(config), timeout=config.dns.timeout, udp_size=config.dns.udp_size
     )
-    dns = CountingDns(resolver, metrics)
+    # Counted by outcome for the metrics; with the null sink (no metrics_listen) there is
+    # nothing to count, and every query saves a layer.
+    dns: DnsClient = resolver if type(metrics) is NullMetrics else CountingDns(resolver, metrics)
     # Lookups share questions in flight and reuse answers for seconds (dnsshare.py); the
     # resolver self-check and `tlspolicy check` keep asking ``dns`` itself.
     shared_dns = SharedAnswers(dns)
