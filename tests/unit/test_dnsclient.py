@@ -166,15 +166,15 @@ async def test_query_secure_follows_ad_flag(serve, ad: bool, secure: bool) -> No
     assert answer.cnames == ()
 
 
-async def test_query_sends_do_bit_rd_and_edns_payload(serve) -> None:
+async def test_query_sends_rd_ad_and_edns_payload_without_do(serve) -> None:
     srv = await serve(lambda q, t: reply(q))
     await ResolverClient([("127.0.0.1", srv.port)], timeout=1.0, udp_size=1400).query(
         "Example.COM", "MX"
     )
     query, transport = srv.seen[0]
     assert transport == "udp"
-    assert query.ednsflags & dns.flags.DO
-    assert query.flags & dns.flags.RD
+    assert not query.ednsflags & dns.flags.DO  # RFC 6840 §5.7: AD asks for AD, no RRSIGs
+    assert query.flags & dns.flags.RD and query.flags & dns.flags.AD
     assert query.edns == 0
     assert query.payload == 1400
     assert query.question[0].name.to_text() == "example.com."
