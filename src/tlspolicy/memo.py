@@ -24,7 +24,10 @@ MemoKey = tuple[str, str]  # (map name, request key as sent)
 
 @dataclass(slots=True)
 class Memo:
-    reply: str
+    """One reusable reply. It is held once: ``put`` empties ``text`` when ``wire`` holds the
+    same reply framed (every cached domain has a memo, so a second copy costs memory)."""
+
+    text: str  # the reply (emptied by ``put`` when ``wire`` is set; read ``reply``)
     kind: str  # the metric answer label
     domain: str
     until: float
@@ -34,6 +37,12 @@ class Memo:
     key: MemoKey = ("", "")  # the key it is stored under (set by ``put``)
     request: bytes = b""  # the request netstring this memo answers (set by ``put``)
     wire: bytes = b""  # the reply netstring (set by the caller; empty: not by bytes)
+
+    @property
+    def reply(self) -> str:
+        if self.text or not self.wire:
+            return self.text
+        return self.wire[self.wire.index(b":") + 1 : -1].decode("utf-8")
 
 
 def netstring(text: str) -> bytes:
@@ -45,7 +54,8 @@ class AnswerMemo:
     def __init__(self, max_entries: int = MAX_MEMO_ENTRIES) -> None:
         self.max_entries = max_entries
         self._memos: dict[MemoKey, Memo] = {}
-        self._by_domain: dict[str, set[MemoKey]] = {}
+        # A tuple, not a set: nearly every domain has one key, and a set costs 216 octets.
+        self._by_domain: dict[str, tuple[MemoKey, ...]] = {}
         self._by_wire: dict[bytes, Memo] = {}  # request netstring -> memo
 
     def __len__(self) -> int:
@@ -77,8 +87,11 @@ class AnswerMemo:
             self._drop(key, old.domain)
         memo.key = key
         self._memos[key] = memo
-        self._by_domain.setdefault(memo.domain, set()).add(key)
+        keys = self._by_domain.get(memo.domain, ())
+        if key not in keys:
+            self._by_domain[memo.domain] = (*keys, key)
         if memo.wire:
+            memo.text = ""
             memo.request = netstring(f"{key[0]} {key[1]}")
             self._by_wire[memo.request] = memo
         elif old is not None:
@@ -110,6 +123,8 @@ class AnswerMemo:
             self._by_wire.pop(memo.request, None)
         keys = self._by_domain.get(domain)
         if keys is not None:
-            keys.discard(key)
-            if not keys:
+            rest = tuple(k for k in keys if k != key)
+            if rest:
+                self._by_domain[domain] = rest
+            else:
                 del self._by_domain[domain]

@@ -72,3 +72,28 @@ def test_memo_by_wire_answers_the_same_request_bytes_and_goes_with_its_memo() ->
         assert memos.wire_index_size() == len(memos) <= 100
     memos.put(("QUERY", "d299.example"), memo("d299.example", 10.0))  # no wire form now
     assert memos.get_wire(b"18:QUERY d299.example,", 1.0) is None
+
+
+def test_memo_keeps_its_reply_once_and_reads_it_from_the_netstring() -> None:
+    memos = AnswerMemo()
+    held = memo("a.example", 10.0, reply="OK secure match=mx.a.example")
+    held.wire = b"29:OK secure match=mx.a.example,"
+    memos.put(("QUERY", "a.example"), held)
+    assert held.text == ""  # one copy: the netstring
+    found = memos.get(("QUERY", "a.example"), 1.0)
+    assert found is not None and found.reply == "OK secure match=mx.a.example"
+    unframed = memo("b.example", 10.0, reply="TEMP too long")  # no netstring: text kept
+    memos.put(("QUERY", "b.example"), unframed)
+    assert memos.get(("QUERY", "b.example"), 1.0).reply == "TEMP too long"  # type: ignore[union-attr]
+
+
+def test_memo_domain_index_drops_one_key_and_keeps_the_others() -> None:
+    memos = AnswerMemo()
+    for key in ("a.example", "A.example", "a.example."):
+        memos.put(("QUERY", key), memo("a.example", 10.0))
+    memos.put(("QUERY", "A.example"), memo("a.example", 10.0))  # again: no duplicate
+    assert memos.index_size() == 3
+    assert memos.get(("QUERY", "A.example"), 10.0) is None  # expired: dropped
+    assert memos.index_size() == 2
+    memos.forget("a.example")
+    assert len(memos) == 0 and memos.index_size() == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -98,16 +99,20 @@ class Policy:
         max_age: seconds the policy may be cached from fetch time (0..31557600).
         mx: the ``mx`` patterns, lowercased A-labels, ``*.`` kept, in file order, duplicates
             removed.
-        fields: every line as (key, value) in served order, duplicates included (for the
-            TLSRPT ``policy_string``).
         text: the policy text as fetched (what a cache stores and re-parses).
+        fields: every line as (key, value) in served order, duplicates included (for the
+            TLSRPT ``policy_string``); read again from ``text`` when asked, not held: only
+            a reply for a TLSRPT map uses them, and every cached policy would carry them.
     """
 
     mode: Mode
     max_age: int
     mx: tuple[str, ...]
-    fields: tuple[tuple[str, str], ...]
     text: str
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return tuple(_fields(_policy_lines(self.text)))
 
     def matches(self, host: str) -> bool:
         """True when MX host name ``host`` matches one of the ``mx`` patterns."""
@@ -137,26 +142,14 @@ def parse_policy(text: str | bytes) -> Policy:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise PolicySyntaxError(0, f"policy is not UTF-8 (character {exc.start})") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final line terminator
-    while lines and lines[-1].strip(_WSP) in ("", "\r"):
-        lines.pop()  # blank lines at the end are tolerated (see above)
+    lines = _policy_lines(text)
     if not lines:
         raise PolicySyntaxError(0, "policy is empty")
     version: str | None = None
     mode: Mode | None = None
     max_age: int | None = None
     mx: list[str] = []
-    fields: list[tuple[str, str]] = []
-    for number, raw in enumerate(lines, start=1):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        key, value = _split_line(number, line)
-        # Field names and the version and mode values repeat in every cached policy: one
-        # shared copy each (a fixed vocabulary, so a hostile policy cannot grow it).
-        key = _SHARED.get(key, key)
-        value = _SHARED.get(value, value) if key in ("version", "mode") else value
-        fields.append((key, value))
+    for number, (key, value) in enumerate(_fields(lines), start=1):
         if key == "version":
             if value != "STSv1":
                 raise PolicySyntaxError(number, f"version must be STSv1, not {value!r}")
@@ -185,7 +178,28 @@ def parse_policy(text: str | bytes) -> Policy:
         raise PolicySyntaxError(0, "missing max_age field")
     if not mx and mode is not Mode.NONE:
         raise PolicySyntaxError(0, f"no mx field (required in mode {mode.value})")
-    return Policy(mode=mode, max_age=max_age, mx=tuple(mx), fields=tuple(fields), text=text)
+    return Policy(mode=mode, max_age=max_age, mx=tuple(mx), text=text)
+
+
+def _policy_lines(text: str) -> list[str]:
+    """The policy's lines, without the final terminator and trailing blank lines."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final line terminator
+    while lines and lines[-1].strip(_WSP) in ("", "\r"):
+        lines.pop()  # blank lines at the end are tolerated (see above)
+    return lines
+
+
+def _fields(lines: list[str]) -> Iterator[tuple[str, str]]:
+    """(key, value) per line; raises ``PolicySyntaxError`` at the first bad line."""
+    for number, raw in enumerate(lines, start=1):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        key, value = _split_line(number, line)
+        # Field names and the version and mode values repeat in every cached policy: one
+        # shared copy each (a fixed vocabulary, so a hostile policy cannot grow it).
+        key = _SHARED.get(key, key)
+        yield key, _SHARED.get(value, value) if key in ("version", "mode") else value
 
 
 def mx_matches(pattern: str, host: str) -> bool:

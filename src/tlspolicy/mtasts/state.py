@@ -23,6 +23,7 @@ again. Rules kept here:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -141,14 +142,20 @@ class StsState:
                 policy = parse_policy(text)
             except PolicySyntaxError as exc:
                 raise ValueError(f"policy: cached policy no longer parses: {exc}") from None
+        policy_id = _opt_str(data, "policy_id")
+        record_id = _opt_str(data, "record_id")
+        if record_id == policy_id:
+            record_id = policy_id  # the usual case: one string for both, in every entry
+        error = _opt_str(data, "error")
         state = cls(
             policy=policy,
-            policy_id=_opt_str(data, "policy_id"),
+            policy_id=policy_id,
             fetched_at=_time(data, "fetched_at"),
-            record_id=_opt_str(data, "record_id"),
+            record_id=record_id,
             checked_at=_time(data, "checked_at"),
             negative_until=_time(data, "negative_until"),
-            error=_opt_str(data, "error"),
+            # The same few failure texts in many cached domains: one copy each.
+            error=None if error is None else sys.intern(error),
             error_kind=_error_kind(data),
             error_at=_time(data, "error_at"),
             error_id=_opt_str(data, "error_id"),
@@ -277,4 +284,4 @@ def _time(data: dict[str, Any], key: str) -> float:
     value = data.get(key, 0.0)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{key}: must be a number")
-    return float(value)
+    return float(value) if value else 0.0  # unset times: one shared 0.0, not one per entry

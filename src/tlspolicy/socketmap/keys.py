@@ -72,7 +72,12 @@ def normalize_key(key: str) -> KeyResult:
             text = idna.encode(text, uts46=True).decode("ascii")
         except (idna.IDNAError, UnicodeError):
             return KeyResult(None, "invalid internationalized domain name")
-    return _check_name(text)
+    found = _check_name(text)
+    if found.domain == key:
+        # The key as sent is the domain (what Postfix sends): one string, not two, for
+        # the memo and cache entries that hold both.
+        return KeyResult(key)
+    return found
 
 
 def _is_port(text: str) -> bool:
