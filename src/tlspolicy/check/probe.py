@@ -20,8 +20,8 @@ import ssl
 import time
 
 from tlspolicy.check.session import ProbeResult, Stage, TlsSession
+from tlspolicy.dane.lookup import SMTP_PORT
 
-SMTP_PORT = 25
 MAX_REPLY_LINES = 100  # a longer reply is a broken or hostile server
 MAX_LINE_BYTES = 4096
 DEFAULT_HELO = "tlspolicy-check.invalid"

@@ -18,8 +18,8 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tlspolicy.check.probe import SMTP_PORT, SmtpProber
 from tlspolicy.config import Config
+from tlspolicy.dane.lookup import SMTP_PORT
 from tlspolicy.socketmap.keys import normalize_key
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
     # Imported here: cryptography and the audit's modules cost every other command
     # (``serve`` above all) memory and start-up time they never use.
     from tlspolicy.app import build_app, memory_cache  # noqa: PLC0415
+    from tlspolicy.check.probe import SmtpProber  # noqa: PLC0415
     from tlspolicy.check.run import FAMILIES, CheckOptions, run_check  # noqa: PLC0415
 
     parsed = normalize_key(args.domain)

@@ -30,12 +30,12 @@ from tlspolicy.selfcheck import ResolverMonitor
 from tlspolicy.server.binding import Handoff, worker_handoff
 from tlspolicy.server.listeners import SocketmapServer
 from tlspolicy.server.validation import ValidationGuard
-from tlspolicy.tlsrpt.runtime import TlsrptRuntime
 from tlspolicy.warmup import preload, verify_after_drop
 
 if TYPE_CHECKING:
     from tlspolicy.metrics import Metrics
     from tlspolicy.server.http import HttpEndpoint
+    from tlspolicy.tlsrpt.runtime import TlsrptRuntime
 
 log = logging.getLogger("tlspolicy")
 
@@ -111,8 +111,12 @@ class Runner:
             [] if activated else None, sockets=activated, start_serving=False
         )
         self.app = await build_app(config, metrics=self.metrics, open_cache=False)
-        tlsrpt = TlsrptRuntime(config, dns=self.app.dns, metrics=self.metrics)
-        if tlsrpt.enabled and self.primary:
+        if self.primary and config.tlsrpt.in_use:
+            # Imported only when used (about 10 % of the start-up's imports otherwise),
+            # and here: before privileges are dropped.
+            from tlspolicy.tlsrpt.runtime import TlsrptRuntime  # noqa: PLC0415
+
+            tlsrpt = TlsrptRuntime(config, dns=self.app.dns, metrics=self.metrics)
             tlsrpt.bind()  # the collector socket, before privileges are dropped
             self.tlsrpt = tlsrpt
         self._drop_privileges()

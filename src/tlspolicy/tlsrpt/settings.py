@@ -75,6 +75,11 @@ class TlsrptConfig:
     keep_days: int = 14
 
     @property
+    def in_use(self) -> bool:
+        """A collector or the reporter is configured (what ``serve`` runs for TLSRPT)."""
+        return self.collector_socket is not None or self.reporter
+
+    @property
     def organization(self) -> str:
         return self.organization_name or self.submitter or ""
 
