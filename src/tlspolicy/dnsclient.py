@@ -2,9 +2,9 @@
 
 This is the only module that talks DNS on the wire. It keeps these rules:
 
-* Every query carries EDNS0 with the DO bit, and RD and AD set, so the resolver validates
-  and reports the result in the AD flag (RFC 7672 §2.1.1; RFC 4035 §3.2.3; RFC 6840
-  §5.7). ``secure`` is the AD flag of the response; trusting it needs a trusted path to
+* Every query carries EDNS0 and RD and AD set, DO clear, so the resolver validates and
+  reports the result in the AD flag without sending the signatures (RFC 7672 §2.1.1;
+  RFC 4035 §3.2.3; RFC 6840 §5.7; see ``dnscodec``). ``secure`` is the AD flag of the response; trusting it needs a trusted path to
   the resolver (loopback).
 * UDP first, TCP when the response is truncated (``dnstransport``: long-lived sockets,
   replies matched by query ID).
@@ -57,7 +57,7 @@ from tlspolicy.trace import TraceEvent
 
 
 class DnsClient(Protocol):
-    """Asks the configured (validating) resolver, with the DO bit set.
+    """Asks the configured (validating) resolver, with the AD bit set.
 
     ``query`` returns a ``DnsAnswer`` for NOERROR (with or without data) and NXDOMAIN,
     and raises ``tlspolicy.errors.DnsError`` for everything else. While a trace is being
