@@ -4,8 +4,8 @@ This is the only module that talks DNS on the wire. It keeps these rules:
 
 * Every query carries EDNS0 and RD and AD set, DO clear, so the resolver validates and
   reports the result in the AD flag without sending the signatures (RFC 7672 §2.1.1;
-  RFC 4035 §3.2.3; RFC 6840 §5.7; see ``dnscodec``). ``secure`` is the AD flag of the response; trusting it needs a trusted path to
-  the resolver (loopback).
+  RFC 4035 §3.2.3; RFC 6840 §5.7; see ``dnscodec``). ``secure`` is the AD flag of the
+  response; trusting it needs a trusted path to the resolver (loopback).
 * UDP first, TCP when the response is truncated (``dnstransport``: long-lived sockets,
   replies matched by query ID).
 * One overall deadline of ``timeout`` seconds per call. Nameservers are tried in order;
