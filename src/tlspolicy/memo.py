@@ -34,8 +34,7 @@ class Memo:
     shadow_kind: str = ""  # a shadow map's reply: the kind it would have sent
     override: bool = False  # an operator override's answer (counted per use)
     map_name: str = ""  # the map it answers for (``key[0]`` of its ``MemoKey``)
-    key: MemoKey = ("", "")  # the key it is stored under (set by ``put``)
-    request: bytes = b""  # the request netstring this memo answers (set by ``put``)
+    request: bytes = b""  # the request netstring it is stored under (set by ``put``)
     wire: bytes = b""  # the reply netstring (set by the caller; empty: not by bytes)
 
     @property
@@ -51,80 +50,79 @@ def netstring(text: str) -> bytes:
 
 
 class AnswerMemo:
+    """Memos by their request netstring: the hot path looks up the bytes it received, and a
+    (map, key) lookup frames the request first. One map, not one per way of asking."""
+
     def __init__(self, max_entries: int = MAX_MEMO_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._memos: dict[MemoKey, Memo] = {}
+        self._memos: dict[bytes, Memo] = {}  # request netstring -> memo
         # A tuple, not a set: nearly every domain has one key, and a set costs 216 octets.
-        self._by_domain: dict[str, tuple[MemoKey, ...]] = {}
-        self._by_wire: dict[bytes, Memo] = {}  # request netstring -> memo
+        self._by_domain: dict[str, tuple[bytes, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._memos)
 
     def get(self, key: MemoKey, now: float) -> Memo | None:
         """The memo for ``key`` if it still holds at ``now``; an expired one is dropped."""
-        memo = self._memos.get(key)
+        return self._live(request_of(key), now)
+
+    def get_wire(self, request: bytes, now: float) -> Memo | None:
+        """The memo whose request netstring is ``request``, if it holds at ``now`` and its
+        reply can be sent as stored (otherwise the parsed path answers)."""
+        memo = self._memos.get(request)  # what ``_live`` does, inline: every hot answer
         if memo is None:
             return None
         if now >= memo.until:
-            self._drop(key, memo.domain)
+            self._drop(request, memo.domain)
             return None
-        return memo
-
-    def get_wire(self, request: bytes, now: float) -> Memo | None:
-        """The memo whose request netstring is ``request``, if it holds at ``now``."""
-        memo = self._by_wire.get(request)
-        if memo is not None and now >= memo.until:
-            self._drop(memo.key, memo.domain)
-            return None
-        return memo
+        return memo if memo.wire else None
 
     def put(self, key: MemoKey, memo: Memo) -> None:
-        if key not in self._memos and len(self._memos) >= self.max_entries:
+        request = request_of(key)
+        if request not in self._memos and len(self._memos) >= self.max_entries:
             self.forget()
-        old = self._memos.get(key)
+        old = self._memos.get(request)
         if old is not None and old.domain != memo.domain:
-            self._drop(key, old.domain)
-        memo.key = key
-        self._memos[key] = memo
-        keys = self._by_domain.get(memo.domain, ())
-        if key not in keys:
-            self._by_domain[memo.domain] = (*keys, key)
+            self._drop(request, old.domain)
+        memo.request = request
         if memo.wire:
             memo.text = ""
-            memo.request = netstring(f"{key[0]} {key[1]}")
-            self._by_wire[memo.request] = memo
-        elif old is not None:
-            self._by_wire.pop(old.request, None)
+        self._memos[request] = memo
+        requests = self._by_domain.get(memo.domain, ())
+        if request not in requests:
+            self._by_domain[memo.domain] = (*requests, request)
 
     def forget(self, domain: str | None = None) -> None:
         """Drop the memos of ``domain`` (its data changed), or all of them (None or "")."""
         if not domain:
             self._memos.clear()
             self._by_domain.clear()
-            self._by_wire.clear()
             return
-        for key in self._by_domain.pop(domain, ()):
-            memo = self._memos.pop(key, None)
-            if memo is not None:
-                self._by_wire.pop(memo.request, None)
+        for request in self._by_domain.pop(domain, ()):
+            self._memos.pop(request, None)
 
     def index_size(self) -> int:
         """Keys held in the per-domain index (equals ``len(self)``; for leak tests)."""
-        return sum(len(keys) for keys in self._by_domain.values())
+        return sum(len(requests) for requests in self._by_domain.values())
 
-    def wire_index_size(self) -> int:
-        """Requests held in the wire index (at most ``len(self)``; for leak tests)."""
-        return len(self._by_wire)
+    def _live(self, request: bytes, now: float) -> Memo | None:
+        memo = self._memos.get(request)
+        if memo is not None and now >= memo.until:
+            self._drop(request, memo.domain)
+            return None
+        return memo
 
-    def _drop(self, key: MemoKey, domain: str) -> None:
-        memo = self._memos.pop(key, None)
-        if memo is not None:
-            self._by_wire.pop(memo.request, None)
-        keys = self._by_domain.get(domain)
-        if keys is not None:
-            rest = tuple(k for k in keys if k != key)
+    def _drop(self, request: bytes, domain: str) -> None:
+        self._memos.pop(request, None)
+        requests = self._by_domain.get(domain)
+        if requests is not None:
+            rest = tuple(r for r in requests if r != request)
             if rest:
                 self._by_domain[domain] = rest
             else:
                 del self._by_domain[domain]
+
+
+def request_of(key: MemoKey) -> bytes:
+    """The request netstring Postfix sends for (map name, key)."""
+    return netstring(f"{key[0]} {key[1]}")

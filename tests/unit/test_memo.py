@@ -60,18 +60,19 @@ def test_memo_by_wire_answers_the_same_request_bytes_and_goes_with_its_memo() ->
     request = b"15:QUERY A.example,"
     assert memos.get_wire(request, 1.0) is held
     assert memos.get_wire(b"15:QUERY a.example,", 1.0) is None  # other bytes, other request
-    assert memos.get_wire(request, 10.0) is None  # expired: dropped from both indexes
-    assert memos.wire_index_size() == 0 and len(memos) == 0
+    assert memos.get_wire(request, 10.0) is None  # expired: dropped, index included
+    assert memos.index_size() == 0 and len(memos) == 0
     memos.put(("QUERY", "A.example"), held)
     memos.forget("a.example")
-    assert memos.get_wire(request, 1.0) is None and memos.wire_index_size() == 0
+    assert memos.get_wire(request, 1.0) is None and memos.index_size() == 0
     for n in range(300):  # bounded like the memos themselves
         filler = memo(f"d{n}.example", 10.0)
         filler.wire = b"2:OK,"
         memos.put(("QUERY", f"d{n}.example"), filler)
-        assert memos.wire_index_size() == len(memos) <= 100
+        assert memos.index_size() == len(memos) <= 100
     memos.put(("QUERY", "d299.example"), memo("d299.example", 10.0))  # no wire form now
     assert memos.get_wire(b"18:QUERY d299.example,", 1.0) is None
+    assert memos.get(("QUERY", "d299.example"), 1.0) is not None  # the parsed path has it
 
 
 def test_memo_keeps_its_reply_once_and_reads_it_from_the_netstring() -> None:
