@@ -131,12 +131,12 @@ class ResolverClient:
         started = time.monotonic()
         qname_text = name.lower().removesuffix(".")
         if trace.current() is None:  # the server's path: no event to build
-            if well_formed_name(qname_text) and len(qname_text) > MAX_NAME_CHARS:
+            if len(qname_text) > MAX_NAME_CHARS and well_formed_name(qname_text):
                 return nonexistent(qname_text, rdtype)
             return await self._resolve(qname_text, rdtype)
         event = TraceEvent(kind="dns", name=qname_text, detail=rdtype)
         try:
-            if well_formed_name(qname_text) and len(qname_text) > MAX_NAME_CHARS:
+            if len(qname_text) > MAX_NAME_CHARS and well_formed_name(qname_text):
                 answer = nonexistent(qname_text, rdtype)
                 event.data = ["NXDOMAIN (name longer than 255 octets, not sent)"]
             else:
