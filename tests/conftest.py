@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.lab.services", "tests.integration.server"]
+
+# CI (``.ci/run`` sets HYPOTHESIS_PROFILE=ci) replays the same examples on every run, so a
+# landing does not hang on a case that one random draw found; elsewhere every run draws new
+# examples, and ``bench/fuzz.py`` explores the parsers at length.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Loggers whose level ``tlspolicy.logsetup.setup_logging`` sets (besides the root).
 _TUNED_LOGGERS = ("asyncio", "asyncpg.pool")

@@ -291,7 +291,10 @@ def _ede_options(wire: bytes, start: int, end: int) -> list[tuple[int, str]]:
             if length < 2:
                 raise FormatError("Extended DNS Error shorter than its info-code")
             info = _UINT16.unpack_from(wire, start)[0]
-            text = wire[start + 2 : start + length].decode("utf-8", errors="replace")
+            raw = wire[start + 2 : start + length]
+            # Some servers end EXTRA-TEXT with a NUL (RFC 8914 §2 says it is not
+            # terminated; dnspython drops such a NUL too): not part of the text.
+            text = raw.removesuffix(b"\x00").decode("utf-8", errors="replace")
             found.append((info, text))
         start += length
     return found

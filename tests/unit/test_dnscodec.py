@@ -157,6 +157,17 @@ def test_any_cut_or_flipped_octet_is_a_format_error_or_a_reading(
             parse_response(candidate)
 
 
+@pytest.mark.parametrize(
+    ("sent", "read"), [(b"stale", "stale"), (b"stale\x00", "stale"), (b"\x00", ""), (b"", "")]
+)
+def test_ede_text_is_read_without_a_final_nul(sent: bytes, read: str) -> None:
+    """RFC 8914 §2: EXTRA-TEXT is not NUL-terminated, but some servers send one (found by
+    the property test above; dnspython drops it too)."""
+    message = dns.message.make_response(dns.message.make_query("x.example", "A"))
+    message.use_edns(0, 0, 1232, options=[dns.edns.GenericOption(15, b"\x00\x03" + sent)])
+    assert parse_response(message.to_wire()).ede == [(3, read)]
+
+
 def test_names_are_presentation_text_with_dnspython_escapes() -> None:
     for labels in ([b"Mail", b"Example"], [b"a.b", b"c"], [b"\x00\xff", b"x"], [b'"();@$\\']):
         name = dns.name.Name([*labels, b""])
