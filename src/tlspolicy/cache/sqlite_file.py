@@ -22,6 +22,7 @@ SCHEMA_VERSION = 1  # PRAGMA user_version of files this code writes
 # How long a statement waits for another process's write lock, in seconds. The admin CLI
 # holds it for milliseconds; anything longer is an outage, not a wait.
 SQLITE_BUSY_TIMEOUT_S = 2.0
+WAL_RETRY_S = 0.01  # between attempts to switch a file to WAL while another process does
 DIR_MODE = 0o750  # a new parent directory: the server's user and group only
 ENTRY_COLUMNS = ("domain", "data", "keep_until", "used_at", "hits")
 
@@ -142,7 +143,26 @@ def _check_or_create(conn: sqlite3.Connection) -> None:
 
 
 def _set_modes(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    set_wal(conn, SQLITE_BUSY_TIMEOUT_S)
+
+
+def set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """WAL journal with ``synchronous=NORMAL``, waiting up to ``timeout_s`` for the lock.
+
+    Switching to WAL takes an exclusive lock, and SQLite answers "database is locked" at
+    once instead of calling the busy handler: two processes opening the same new file at
+    the same moment (``server.workers``) failed one start in three. So the switch waits for
+    the lock here, as every other statement does through the connection's timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
     conn.execute("PRAGMA synchronous=NORMAL")
 
 

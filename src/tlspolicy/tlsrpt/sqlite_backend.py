@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tlspolicy.cache.sqlite_file import write_transaction
+from tlspolicy.cache.sqlite_file import set_wal, write_transaction
 from tlspolicy.cache.sqlite_thread import SqliteThread
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
@@ -142,8 +142,7 @@ class SqliteReportStore:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            set_wal(conn, BUSY_TIMEOUT_S)
             conn.executescript(SCHEMA)  # idempotent: IF NOT EXISTS everywhere
         except BaseException:
             conn.close()
