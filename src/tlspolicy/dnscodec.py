@@ -6,8 +6,8 @@ CPU. This codec reads only what the lookups need, in a few µs, straight into pl
 
 * Queries: RD and AD set, EDNS0 (RFC 6891) with the configured UDP size and the DO bit
   clear. The AD bit in a query asks a validating resolver for the AD bit of its answer
-  without the signatures and denial records that DO would add (RFC 6840 §5.7; Unbound,
-  BIND, Knot Resolver and PowerDNS Recursor do): half the octets and names to read. A
+  without the signatures and denial records that DO would add (RFC 6840 §5.7; the lab's
+  Unbound does, as the integration tests show): fewer octets and names to read. A
   resolver that ignored it would answer without AD, which the resolver self-check's
   secure canary reports as "not validating" (``selfcheck.py``).
 * Responses: the header, the question (the transport matches it to the query), the
