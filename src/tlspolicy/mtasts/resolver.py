@@ -17,9 +17,7 @@ from tlspolicy.dnsclient import DnsClient
 from tlspolicy.dnsdata import AddressRecord
 from tlspolicy.errors import DnsError, FetchError
 from tlspolicy.mtasts.addresses import is_public_address
-from tlspolicy.mtasts.fetchcontext import guarded, resolving_for
-
-__all__ = ["GuardedResolver", "resolving_for"]
+from tlspolicy.mtasts.fetchcontext import guarded
 
 
 class GuardedResolver(AbstractResolver):

@@ -9,7 +9,8 @@ import pytest
 from tests.fakes import FakeDns
 from tlspolicy.dnsdata import AddressRecord
 from tlspolicy.errors import FetchError
-from tlspolicy.mtasts.resolver import GuardedResolver, resolving_for
+from tlspolicy.mtasts.fetchcontext import resolving_for
+from tlspolicy.mtasts.resolver import GuardedResolver
 
 HOST = "mta-sts.example.test"
 PROXY = "proxy.internal.test"
