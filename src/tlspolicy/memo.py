@@ -34,7 +34,6 @@ class Memo:
     shadow_kind: str = ""  # a shadow map's reply: the kind it would have sent
     override: bool = False  # an operator override's answer (counted per use)
     map_name: str = ""  # the map it answers for (``key[0]`` of its ``MemoKey``)
-    request: bytes = b""  # the request netstring it is stored under (set by ``put``)
     wire: bytes = b""  # the reply netstring (set by the caller; empty: not by bytes)
 
     @property
@@ -56,8 +55,9 @@ class AnswerMemo:
     def __init__(self, max_entries: int = MAX_MEMO_ENTRIES) -> None:
         self.max_entries = max_entries
         self._memos: dict[bytes, Memo] = {}  # request netstring -> memo
-        # A tuple, not a set: nearly every domain has one key, and a set costs 216 octets.
-        self._by_domain: dict[str, tuple[bytes, ...]] = {}
+        # Nearly every domain has one key: held as it is, a tuple only for more (a set
+        # would cost 216 octets, a tuple of one 56). Read it with ``_requests``.
+        self._by_domain: dict[str, bytes | tuple[bytes, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._memos)
@@ -84,12 +84,13 @@ class AnswerMemo:
         old = self._memos.get(request)
         if old is not None and old.domain != memo.domain:
             self._drop(request, old.domain)
-        memo.request = request
         if memo.wire:
             memo.text = ""
         self._memos[request] = memo
-        requests = self._by_domain.get(memo.domain, ())
-        if request not in requests:
+        requests = self._requests(memo.domain)
+        if not requests:
+            self._by_domain[memo.domain] = request
+        elif request not in requests:
             self._by_domain[memo.domain] = (*requests, request)
 
     def forget(self, domain: str | None = None) -> None:
@@ -98,12 +99,17 @@ class AnswerMemo:
             self._memos.clear()
             self._by_domain.clear()
             return
-        for request in self._by_domain.pop(domain, ()):
+        for request in self._requests(domain):
             self._memos.pop(request, None)
+        self._by_domain.pop(domain, None)
 
     def index_size(self) -> int:
         """Keys held in the per-domain index (equals ``len(self)``; for leak tests)."""
-        return sum(len(requests) for requests in self._by_domain.values())
+        return sum(len(self._requests(domain)) for domain in self._by_domain)
+
+    def _requests(self, domain: str) -> tuple[bytes, ...]:
+        held = self._by_domain.get(domain, ())
+        return (held,) if isinstance(held, bytes) else held
 
     def _live(self, request: bytes, now: float) -> Memo | None:
         memo = self._memos.get(request)
@@ -114,13 +120,13 @@ class AnswerMemo:
 
     def _drop(self, request: bytes, domain: str) -> None:
         self._memos.pop(request, None)
-        requests = self._by_domain.get(domain)
-        if requests is not None:
-            rest = tuple(r for r in requests if r != request)
-            if rest:
-                self._by_domain[domain] = rest
-            else:
-                del self._by_domain[domain]
+        rest = tuple(r for r in self._requests(domain) if r != request)
+        if len(rest) > 1:
+            self._by_domain[domain] = rest
+        elif rest:
+            self._by_domain[domain] = rest[0]
+        else:
+            self._by_domain.pop(domain, None)
 
 
 def request_of(key: MemoKey) -> bytes:

@@ -1,8 +1,13 @@
-"""The in-process hot layer of ``PolicyCache``: decoded entries in a bounded LRU, no I/O.
+"""The in-process hot layer of ``PolicyCache``: entries in a bounded LRU, no I/O.
 
+* A slot holds its entry packed (``cache.packing``: about a tenth of the decoded objects),
+  and the ``DECODED_ENTRIES`` most recently used slots also hold it decoded, so the reads
+  of one lookup or of a busy domain decode nothing while thousands of idle domains cost
+  their packed bytes only. A new entry is packed when its decoded copy is let go.
 * A slot remembers when its entry was loaded (``PolicyCache`` re-reads old ones in the
   background) and its ``keep_until()``, computed once because every hit checks it; a slot
-  past that instant is dropped when next looked at.
+  past that instant is dropped when next looked at. Its usage counters are its own fields:
+  they change without the rest of the entry.
 * A "dirty" slot was put while the backend was unavailable and is not written there yet;
   evicting it loses the write (the next query looks the domain up again), which is cheap.
 * A domain the backend did not have is remembered as absent (bounded like the slots), so
@@ -20,24 +25,34 @@ from dataclasses import dataclass, replace
 
 from tlspolicy.cache.backend import keep_until_after_use
 from tlspolicy.cache.entry import CacheEntry
+from tlspolicy.cache.packing import pack, unpack
+
+# Slots that keep their entry decoded as well: more than the lookups in flight at once.
+DECODED_ENTRIES = 256
 
 
 @dataclass(slots=True)
 class HotSlot:
-    entry: CacheEntry
+    domain: str
+    packed: bytes  # the entry without its counters (cache.packing); b"": not packed yet
+    decoded: CacheEntry | None  # the entry itself, while among the recently used
     loaded_at: float
     keep_until: float  # entry.keep_until(), computed once: get() checks it on every hit
+    used_at: float
+    hits: int
     dirty: bool = False  # put while the backend was unavailable: not written there yet
 
 
 class HotLayer:
     """At most ``capacity`` (at least 1) slots, least recently used evicted first."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, decoded: int = DECODED_ENTRIES) -> None:
         self._capacity = max(1, capacity)
         self._slots: OrderedDict[str, HotSlot] = OrderedDict()
         self._dirty: set[str] = set()
         self._absent: OrderedDict[str, float] = OrderedDict()  # domain -> read as absent at
+        self._decoded_capacity = max(1, decoded)
+        self._decoded: OrderedDict[str, None] = OrderedDict()  # slots holding ``decoded``
 
     def slot(self, domain: str, now: float) -> HotSlot | None:
         """The live slot of ``domain`` (an expired one is dropped), without promoting it."""
@@ -47,28 +62,48 @@ class HotLayer:
             return None
         return slot
 
+    def entry(self, slot: HotSlot) -> CacheEntry:
+        """``slot``'s entry, decoded once and kept while it is among the recently used."""
+        entry = slot.decoded
+        if entry is None:
+            entry = unpack(slot.packed, slot.domain, slot.used_at, slot.hits)
+            slot.decoded = entry
+        if self._slots.get(slot.domain) is slot:
+            self._hold_decoded(slot.domain)
+        return entry
+
     def promote(self, domain: str) -> None:
         """Mark ``domain`` most recently used."""
         self._slots.move_to_end(domain)
 
-    def install(self, entry: CacheEntry, now: float, *, dirty: bool = False) -> HotSlot:
-        """Store ``entry`` as loaded at ``now``, evicting the least recently used."""
-        slot = HotSlot(entry, now, entry.keep_until(), dirty)
-        self._absent.pop(entry.domain, None)
-        self._slots[entry.domain] = slot
-        self._slots.move_to_end(entry.domain)
+    def install(
+        self, entry: CacheEntry, now: float, *, dirty: bool = False, name: str | None = None
+    ) -> HotSlot:
+        """Store ``entry`` as loaded at ``now``, evicting the least recently used.
+
+        ``name``: the caller's copy of ``entry.domain`` (the request's, also held by its
+        memo), kept instead of the one decoded from the backend: one string, not two.
+        """
+        domain = entry.domain if name is None else name
+        slot = HotSlot(domain, b"", entry, now, entry.keep_until(), entry.used_at, entry.hits,
+                       dirty)  # fmt: skip
+        self._absent.pop(domain, None)
+        self._slots[domain] = slot
+        self._slots.move_to_end(domain)
         if dirty:
-            self._dirty.add(entry.domain)
+            self._dirty.add(domain)
         else:
-            self._dirty.discard(entry.domain)
+            self._dirty.discard(domain)
         while len(self._slots) > self._capacity:
             evicted, _ = self._slots.popitem(last=False)
             self._dirty.discard(evicted)  # a dirty copy is lost: the next query looks up
+            self._decoded.pop(evicted, None)
+        self._hold_decoded(domain)
         return slot
 
     def written(self, slot: HotSlot) -> None:
         """``slot``'s entry reached the backend: clean, unless it was replaced meanwhile."""
-        domain = slot.entry.domain
+        domain = slot.domain
         if self._slots.get(domain) is slot:
             slot.dirty = False
             self._dirty.discard(domain)
@@ -77,11 +112,13 @@ class HotLayer:
         self._slots.pop(domain, None)
         self._dirty.discard(domain)
         self._absent.pop(domain, None)
+        self._decoded.pop(domain, None)
 
     def clear(self) -> None:
         self._slots.clear()
         self._dirty.clear()
         self._absent.clear()
+        self._decoded.clear()
 
     def note_absent(self, domain: str, now: float) -> None:
         """The backend had no entry for ``domain`` when read at ``now``."""
@@ -107,9 +144,24 @@ class HotLayer:
         for domain, (used_at, hits) in usage.items():
             slot = self._slots.get(domain)
             if slot is not None:
-                old = slot.entry
-                slot.entry = replace(old, used_at=max(old.used_at, used_at), hits=old.hits + hits)
+                slot.used_at = max(slot.used_at, used_at)
+                slot.hits += hits
                 slot.keep_until = keep_until_after_use(slot.keep_until, used_at)
+                if slot.decoded is not None:
+                    slot.decoded = replace(slot.decoded, used_at=slot.used_at, hits=slot.hits)
+
+    def _hold_decoded(self, domain: str) -> None:
+        """Count ``domain``'s slot among the decoded ones; the oldest beyond the bound is
+        packed (if new) and lets its decoded copy go."""
+        self._decoded[domain] = None
+        self._decoded.move_to_end(domain)
+        while len(self._decoded) > self._decoded_capacity:
+            oldest, _ = self._decoded.popitem(last=False)
+            slot = self._slots.get(oldest)
+            if slot is not None and slot.decoded is not None:
+                if not slot.packed:
+                    slot.packed = pack(slot.decoded)
+                slot.decoded = None
 
 
 class OvertakenReads:

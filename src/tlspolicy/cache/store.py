@@ -2,14 +2,15 @@
 
 Rules kept here:
 
-* **Hot layer.** A bounded LRU (``hot_entries``) of decoded entries, each with the time it was
-  loaded. A hot hit costs no I/O, ever: a copy older than ``hot_ttl`` seconds is still
-  answered at once and re-read from the backend in the background (one read per domain at a
-  time), except with the memory backend (whose store lives in this process). So another
-  server's update (redis, postgres) or an admin command on the sqlite file is seen within
-  ``hot_ttl`` plus one backend read. ``get_fresh`` reads the backend now, for callers that
-  are about to look up or write anyway. Writes of this process are visible at once. A
-  domain the backend lacked is remembered as absent for ``hot_ttl`` too (``cache.hot``).
+* **Hot layer.** A bounded LRU (``hot_entries``) of entries, held packed (``cache.hot``),
+  each with the time it was loaded. A hot hit costs no I/O, ever: a copy older than
+  ``hot_ttl`` seconds is still answered at once and re-read from the backend in the
+  background (one read per domain at a time), except with the memory backend (whose store
+  lives in this process). So another server's update (redis, postgres) or an admin command
+  on the sqlite file is seen within ``hot_ttl`` plus one backend read. ``get_fresh`` reads
+  the backend now, for callers that are about to look up or write anyway. Writes of this
+  process are visible at once. A domain the backend lacked is remembered as absent for
+  ``hot_ttl`` too (``cache.hot``).
 * **No lost updates between coroutines.** A backend read that a local ``put``/``delete``/
   ``purge`` overtook is not installed over the newer state (``cache.hot``); backend writes
   for one domain are serialised in call order (``cache.write_order``); usage counters only
@@ -147,14 +148,14 @@ class PolicyCache:
             task = asyncio.create_task(self._load(domain, now), name=f"cache-reload:{domain}")
             self._reloading[domain] = task
             task.add_done_callback(lambda _t: self._reloading.pop(domain, None))
-        return slot.entry
+        return self._hot.entry(slot)
 
     async def get_fresh(self, domain: str) -> CacheEntry | None:
         """Like ``get`` but re-reads a shared backend now (to see another server's result)."""
         now = self._clock()
         slot = self._hot.slot(domain, now)
         if slot is not None and (slot.dirty or not self._revalidate):
-            return slot.entry
+            return self._hot.entry(slot)
         return await self._load(domain, now)
 
     async def put(self, entry: CacheEntry) -> None:
@@ -188,7 +189,7 @@ class PolicyCache:
             if slot is None or not slot.dirty:
                 self._hot.discard_dirty(domain)
                 continue
-            await self.put(slot.entry)
+            await self.put(self._hot.entry(slot))
             if not self._outage.healthy:
                 return
         batch = self._uses.take()
@@ -270,7 +271,7 @@ class PolicyCache:
         """Read through to the backend; fall back to the hot copy when it is unavailable."""
         if not await self._ready():
             slot = self._hot.slot(domain, now)
-            return None if slot is None else slot.entry
+            return None if slot is None else self._hot.entry(slot)
         started = self._overtaken.start(domain)
         try:
             entry = await self._backend.get(domain)
@@ -282,11 +283,11 @@ class PolicyCache:
             overtaken = self._overtaken.finish(domain, started)
         if failed or overtaken:
             slot = self._hot.slot(domain, now)
-            return None if slot is None else slot.entry
+            return None if slot is None else self._hot.entry(slot)
         if entry is None:
             self._hot.note_absent(domain, now)
             return None
-        self._hot.install(entry, now)
+        self._hot.install(entry, now, name=domain)
         return entry
 
     async def _admin(self, call: Callable[[], Awaitable[T]]) -> T:

@@ -16,6 +16,7 @@ shadowed``), so Postfix applies main.cf.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 
@@ -94,7 +95,7 @@ class Answerer:
             memo = Memo(reply.text, reply.kind, outcome.domain, outcome.reusable_until)
             memo.shadow_kind = shadow_kind
             memo.override = outcome.source is Source.OVERRIDE
-            memo.map_name = name
+            memo.map_name = sys.intern(name)  # a configured map's name: one copy
             memo.wire = _framed(reply.text)
             self.memo.put((name, key), memo)
         self.metrics.query(name, reply.kind)

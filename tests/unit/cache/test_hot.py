@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.unit.cache.helpers import make_entry
+from tests.unit.cache.helpers import make_entry, make_sts_entry
 from tlspolicy.cache.entry import RETAIN_AFTER_EXPIRY_S
 from tlspolicy.cache.hot import HotLayer, OvertakenReads
 
@@ -31,8 +31,10 @@ def test_hot_layer_capacity_is_at_least_one() -> None:
 
 def test_hot_layer_slot_records_load_time_and_keep_until() -> None:
     entry = make_entry("a.example", NOW)
-    slot = HotLayer(4).install(entry, NOW + 5)
-    assert (slot.entry, slot.loaded_at, slot.keep_until) == (entry, NOW + 5, entry.keep_until())
+    hot = HotLayer(4)
+    slot = hot.install(entry, NOW + 5)
+    assert hot.entry(slot) == entry
+    assert (slot.loaded_at, slot.keep_until) == (NOW + 5, entry.keep_until())
     assert not slot.dirty
 
 
@@ -94,11 +96,11 @@ def test_hot_layer_add_uses_merges_counters_and_extends_keep_until() -> None:
     slot = hot.install(entry, NOW)
     later = entry.keep_until() + 50
     hot.add_uses({"a.example": (later, 3), "absent.example": (later, 1)})
-    assert slot.entry == replace(entry, used_at=later, hits=5)
+    assert hot.entry(slot) == replace(entry, used_at=later, hits=5)
     assert slot.keep_until == later + RETAIN_AFTER_EXPIRY_S
     hot.add_uses({"a.example": (NOW - 100, 1)})  # an older use only adds hits
-    assert slot.entry.used_at == later
-    assert slot.entry.hits == 6
+    assert hot.entry(slot).used_at == later
+    assert hot.entry(slot).hits == 6
 
 
 def test_overtaken_reads_by_a_write_to_the_same_domain() -> None:
@@ -135,3 +137,35 @@ def test_overtaken_reads_concurrent_readers_share_the_record() -> None:
     assert reads.finish("a.example", first) is True
     third = reads.start("a.example")  # the record went with the last reader
     assert reads.finish("a.example", third) is False
+
+
+def test_hot_layer_keeps_only_the_recently_used_decoded() -> None:
+    hot = HotLayer(10, decoded=2)
+    entries = [make_sts_entry(f"{name}.example", NOW) for name in "abc"]
+    slots = [hot.install(entry, NOW) for entry in entries]
+    assert [s.decoded is not None for s in slots] == [False, True, True]
+    assert slots[0].packed and not slots[1].packed  # packed when its decoded copy went
+    assert hot.entry(slots[0]) == entries[0]  # decoded again, now among the recent
+    assert [s.decoded is not None for s in slots] == [True, False, True]
+    assert hot.entry(slots[1]) == entries[1]
+
+
+def test_hot_layer_counters_reach_a_packed_entry() -> None:
+    hot = HotLayer(10, decoded=1)
+    entry = make_sts_entry("a.example", NOW)
+    slot = hot.install(entry, NOW)
+    hot.install(make_entry("b.example", NOW), NOW)  # a's decoded copy goes
+    hot.add_uses({"a.example": (NOW + 7, 2)})
+    assert slot.decoded is None
+    assert hot.entry(slot) == replace(entry, used_at=NOW + 7, hits=entry.hits + 2)
+
+
+def test_hot_layer_entry_of_a_replaced_slot_is_its_own() -> None:
+    hot = HotLayer(10, decoded=1)
+    old_entry = make_entry("a.example", NOW)
+    old = hot.install(old_entry, NOW)
+    hot.install(make_entry("b.example", NOW), NOW)
+    new_entry = make_entry("a.example", NOW + 1)
+    hot.install(new_entry, NOW + 1)
+    assert hot.entry(old) == old_entry
+    assert hot.entry(hot.slot("a.example", NOW + 1) or old) == new_entry
