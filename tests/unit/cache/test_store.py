@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -19,8 +20,10 @@ from tests.unit.cache.helpers import (
     FlakyBackend,
     entry_expiring_at,
     make_entry,
+    make_sts_entry,
 )
 from tlspolicy.cache.entry import CacheEntry
+from tlspolicy.cache.hot import DECODED_ENTRIES
 from tlspolicy.cache.memory_backend import MemoryBackend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.errors import CacheError
@@ -140,6 +143,26 @@ async def test_policy_cache_hot_layer_is_a_bounded_lru(clock: FakeClock) -> None
     assert counting.calls["get"] == 0
     assert await cache.get("b.example") == make_entry("b.example", clock.now)
     assert counting.calls["get"] == 1  # b came from the backend
+
+
+async def test_policy_cache_hot_layer_beyond_its_decoded_copies_needs_no_backend(
+    clock: FakeClock,
+) -> None:
+    """More hot entries than ``DECODED_ENTRIES``: the older ones come back from their packed
+    form, equal, with their counters, and still without a backend read."""
+    counting = CountingBackend(MemoryBackend(max_entries=1000, clock=clock))
+    cache = PolicyCache(counting, hot_entries=1000, hot_ttl=HOT_TTL, clock=clock)
+    entries = [make_sts_entry(f"d{i}.example", clock.now) for i in range(DECODED_ENTRIES + 50)]
+    for entry in entries:
+        await cache.put(entry)
+    cache.note_use("d0.example", clock.now + 1)
+    await cache.flush()
+    for entry in reversed(entries):
+        assert await cache.get(entry.domain) == (
+            replace(entry, used_at=clock.now + 1, hits=1) if entry.domain == "d0.example"
+            else entry
+        )  # fmt: skip
+    assert counting.calls["get"] == 0
 
 
 # --- usage counters ----------------------------------------------------------------------
