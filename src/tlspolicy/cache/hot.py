@@ -3,7 +3,8 @@
 * A slot holds its entry packed (``cache.packing``: about a tenth of the decoded objects),
   and the ``DECODED_ENTRIES`` most recently used slots also hold it decoded, so the reads
   of one lookup or of a busy domain decode nothing while thousands of idle domains cost
-  their packed bytes only. A new entry is packed when its decoded copy is let go.
+  their packed bytes only. A new entry is packed when its decoded copy is let go, unless
+  it replaced a slot with the same data (a background re-read), whose packed form it keeps.
 * A slot remembers when its entry was loaded (``PolicyCache`` re-reads old ones in the
   background) and its ``keep_until()``, computed once because every hit checks it; a slot
   past that instant is dropped when next looked at. Its usage counters are its own fields:
@@ -85,8 +86,8 @@ class HotLayer:
         memo), kept instead of the one decoded from the backend: one string, not two.
         """
         domain = entry.domain if name is None else name
-        slot = HotSlot(domain, b"", entry, now, entry.keep_until(), entry.used_at, entry.hits,
-                       dirty)  # fmt: skip
+        slot = HotSlot(domain, self._same_packed(domain, entry), entry, now, entry.keep_until(),
+                       entry.used_at, entry.hits, dirty)  # fmt: skip
         self._absent.pop(domain, None)
         self._slots[domain] = slot
         self._slots.move_to_end(domain)
@@ -149,6 +150,15 @@ class HotLayer:
                 slot.keep_until = keep_until_after_use(slot.keep_until, used_at)
                 if slot.decoded is not None:
                     slot.decoded = replace(slot.decoded, used_at=slot.used_at, hits=slot.hits)
+
+    def _same_packed(self, domain: str, entry: CacheEntry) -> bytes:
+        """The packed form of ``entry`` if the slot it replaces holds the same branches
+        (a background re-read usually finds what was there), else b"" (packed later)."""
+        old = self._slots.get(domain)
+        if old is None or not old.packed or old.decoded is None:
+            return b""
+        same = old.decoded.dane == entry.dane and old.decoded.sts == entry.sts
+        return old.packed if same else b""
 
     def _hold_decoded(self, domain: str) -> None:
         """Count ``domain``'s slot among the decoded ones; the oldest beyond the bound is

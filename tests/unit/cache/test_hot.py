@@ -169,3 +169,17 @@ def test_hot_layer_entry_of_a_replaced_slot_is_its_own() -> None:
     hot.install(new_entry, NOW + 1)
     assert hot.entry(old) == old_entry
     assert hot.entry(hot.slot("a.example", NOW + 1) or old) == new_entry
+
+
+def test_hot_layer_reread_of_the_same_data_keeps_the_packed_form() -> None:
+    hot = HotLayer(10, decoded=1)
+    entry = make_sts_entry("a.example", NOW)
+    first = hot.install(entry, NOW)
+    hot.install(make_entry("b.example", NOW), NOW)  # a is packed
+    assert hot.entry(first) == entry  # decoded again (b's copy goes)
+    again = hot.install(replace(entry, hits=entry.hits + 4), NOW + 5)  # counters differ only
+    assert again.packed is first.packed
+    changed = hot.install(make_entry("a.example", NOW + 6), NOW + 6)
+    assert changed.packed == b""  # new data: packed when its decoded copy goes
+    hot.install(make_entry("c.example", NOW), NOW)
+    assert hot.entry(changed) == make_entry("a.example", NOW + 6)
