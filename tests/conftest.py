@@ -17,8 +17,10 @@ pytest_plugins = ["tests.lab.services", "tests.integration.server"]
 settings.register_profile("ci", derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-# Loggers whose level ``tlspolicy.logsetup.setup_logging`` sets (besides the root).
+# Loggers whose level ``tlspolicy.logsetup.setup_logging`` sets (besides the root), and
+# the ``logging`` module settings it turns off.
 _TUNED_LOGGERS = ("asyncio", "asyncpg.pool")
+_TUNED_SETTINGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +31,10 @@ def _isolated_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     levels = {name: logging.getLogger(name).level for name in _TUNED_LOGGERS}
+    settings = {name: getattr(logging, name) for name in _TUNED_SETTINGS}
     yield
+    for name, value in settings.items():
+        setattr(logging, name, value)
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)

@@ -32,3 +32,13 @@ def test_setup_replaces_root_handlers_and_sets_levels(fmt: str, kind: type) -> N
     assert isinstance(handler.formatter, kind)
     assert root.level == logging.WARNING
     assert logging.getLogger("asyncpg.pool").level == logging.ERROR
+
+
+def test_text_lines_keep_their_format_without_caller_details(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup_logging("info", "text")
+    logging.getLogger("tlspolicy.service").info("%s: %s", "example.com", "dane-only")
+    line = capsys.readouterr().err.strip()
+    assert line.endswith(" INFO tlspolicy.service: example.com: dane-only")
+    assert logging._srcfile is None  # no stack walk per record (see setup_logging)

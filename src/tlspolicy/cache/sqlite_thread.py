@@ -9,20 +9,29 @@ the owner's error type in ``run``, nowhere else: ``CacheError`` for the cache,
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tlspolicy.errors import CacheError
 
 T = TypeVar("T")
 
+# A call for the thread: the loop and future to settle, the function and its arguments.
+_Call = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
+
 
 class SqliteThread:
     """A one-thread executor; ``where`` names the file in error messages, ``error`` is the
-    type they are raised as, ``what`` names the thing that may not be open yet."""
+    type they are raised as, ``what`` names the thing that may not be open yet.
+
+    A plain queue and ``call_soon_threadsafe``, not ``loop.run_in_executor``: that one
+    builds a ``concurrent.futures`` future with its locks and chains a second future to it
+    on every call, a third of the hand-off's CPU, and a cold lookup makes one or two calls.
+    """
 
     def __init__(
         self, where: str, *, error: type[Exception] = CacheError, what: str = "cache"
@@ -30,33 +39,57 @@ class SqliteThread:
         self._where = where
         self._error = error
         self._what = what
-        self._executor: ThreadPoolExecutor | None = None
+        self._calls: queue.SimpleQueue[_Call | None] | None = None
 
     @property
     def started(self) -> bool:
-        return self._executor is not None
+        return self._calls is not None
 
     def start(self) -> None:
         """Start the thread (idempotent: a reconnect probe reuses it)."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tlspolicy-sqlite")
+        if self._calls is None:
+            self._calls = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(self._calls,), name="tlspolicy-sqlite",
+                             daemon=True).start()  # fmt: skip
 
     def stop(self) -> None:
-        """Let the thread end; calls after this raise the error type."""
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False)
+        """Let the thread end once the calls already queued are done; calls after this
+        raise the error type."""
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.put(None)
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func(*args)`` in the thread; the one place sqlite/OS errors are mapped."""
-        if self._executor is None:
+        if self._calls is None:
             raise self._error(f"sqlite {self._where}: {self._what} is not open")
         loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, done, func, args))
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(func, *args))
+            return await done
         except sqlite3.Error as exc:
             raise self._error(f"sqlite {self._where}: {exc}") from exc
         except OSError as exc:
             raise self._error(f"sqlite {self._where}: {exc.strerror or exc}") from exc
-        except RuntimeError as exc:  # executor shut down by a concurrent stop()
-            raise self._error(f"sqlite {self._where}: {exc}") from exc
+
+
+def _serve(calls: queue.SimpleQueue[_Call | None]) -> None:
+    """The thread: each call in order, its outcome handed to its loop; None ends it."""
+    while (call := calls.get()) is not None:
+        loop, done, func, args = call
+        try:
+            result, error = func(*args), None
+        except BaseException as exc:  # the caller's future raises it
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+            loop.call_soon_threadsafe(_settle, done, result, error)
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.cancelled():  # the caller gave up; the call itself has run
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)

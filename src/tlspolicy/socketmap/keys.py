@@ -33,9 +33,11 @@ class KeyResult:
 
 
 def _is_ip(text: str) -> bool:
-    text = text.removeprefix("ipv6:")
+    text = text.removeprefix("ipv6:").split("%", 1)[0]
+    if ":" not in text and not text.replace(".", "").isdigit():
+        return False  # a host name (nearly every key): no exception raised and caught
     try:
-        ipaddress.ip_address(text.split("%", 1)[0])
+        ipaddress.ip_address(text)
     except ValueError:
         return False
     return True

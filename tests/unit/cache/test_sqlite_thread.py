@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 
@@ -21,6 +22,33 @@ async def test_sqlite_thread_runs_everything_in_one_other_thread() -> None:
         worker.stop()
     assert len(idents) == 1
     assert threading.get_ident() not in idents
+
+
+async def test_sqlite_thread_runs_calls_in_the_order_they_were_made() -> None:
+    worker = SqliteThread("/var/cache/x.sqlite3")
+    worker.start()
+    done: list[int] = []
+    try:
+        await asyncio.gather(*(worker.run(done.append, i) for i in range(50)))
+    finally:
+        worker.stop()
+    assert done == list(range(50))
+
+
+async def test_sqlite_thread_outlives_a_caller_that_gave_up() -> None:
+    worker = SqliteThread("/var/cache/x.sqlite3")
+    worker.start()
+    release = threading.Event()
+    try:
+        waiting = asyncio.ensure_future(worker.run(release.wait, 10))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()  # the call itself finishes; its outcome has nobody to go to
+        assert await worker.run(lambda: 42) == 42
+    finally:
+        worker.stop()
 
 
 async def test_sqlite_thread_before_start_and_after_stop_is_not_open() -> None:

@@ -55,6 +55,26 @@ def test_normalize_key_no_policy(key: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("192.0.2.1", "IP address"),
+        ("192.0.2.1%eth0", "IP address"),
+        ("fe80::1%eth0", "IP address"),
+        ("ipv6:2001:db8::1", "IP address"),
+        ("[192.0.2.1]", "address literal"),
+        ("[ipv6:fe80::1%eth0]:25", "address literal"),
+        ("192.0.2.1.", "address literal"),
+        ("192.0.2", "numeric top-level label"),
+        ("192.0.2.example", None),  # digits and dots, but a name: looked up
+    ],
+)
+def test_normalize_key_tells_addresses_from_names(key: str, why: str | None) -> None:
+    result = normalize_key(key)
+    assert result.why == (why or "")
+    assert (result.domain is None) == (why is not None)
+
+
+@pytest.mark.parametrize(
     "key",
     [
         pytest.param("a" * 64 + ".example", id="label-64"),
