@@ -132,11 +132,16 @@ def workers_lines(r: dict[str, Any]) -> list[str]:
         p = w.get(key)
         if p:
             bad = p["timeouts"] + p["errors"] + p["unfinished"]
+            rate = per_cpu_second(p)
             rows.append([what, "64", f"{p['qps']:,.0f}", fmt_ms(p["lat_us"]["p99"]), str(bad),
-                         str(p.get("retried", 0)), f"{p['loadgen_cpu_share']:.0%}"])  # fmt: skip
+                         str(p.get("retried", 0)), f"{p['server_cpu_share']:.2f}",
+                         NA if rate is None else f"{rate:,.0f}",
+                         f"{p['loadgen_cpu_share']:.0%}"])  # fmt: skip
     lines = ["", f"Workers (`server.workers`; server and generator share both cores; 2 / 1 ="
-             f" {w.get('ratio_2_to_1', NA)}x):", ""]  # fmt: skip
-    head = ["pass", "C", "q/s", "p99", "failed", "retried (Postfix retry)", "loadgen CPU"]
+             f" {w.get('ratio_2_to_1', NA)}x; server cores: the CPU all workers used, in"
+             " cores; q/CPU-s: answers per second of that CPU):", ""]  # fmt: skip
+    head = ["pass", "C", "q/s", "p99", "failed", "retried (Postfix retry)", "server cores",
+            "q/CPU-s", "loadgen CPU"]  # fmt: skip
     return lines + table(head, rows)
 
 
