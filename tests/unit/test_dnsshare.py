@@ -121,6 +121,38 @@ async def test_a_cancelled_asker_does_not_fail_the_others() -> None:
         await first
 
 
+async def test_a_cancelled_first_asker_alone_leaves_no_flight_behind() -> None:
+    inner = Inner()
+    inner.release.clear()
+    shared = SharedAnswers(inner)
+    first = asyncio.create_task(shared.query("x.example", "A"))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    inner.release.set()
+    assert (await shared.query("x.example", "A")).qname == "x.example"
+    assert inner.asked == [("x.example", "A"), ("x.example", "A")]  # asked anew
+
+
+async def test_the_question_asked_again_for_sharers_can_fail_them_and_share_again() -> None:
+    inner = Inner(fail=True)
+    inner.release.clear()
+    shared = SharedAnswers(inner)
+    first = asyncio.create_task(shared.query("x.example", "MX"))
+    second = asyncio.create_task(shared.query("x.example", "MX"))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    third = asyncio.create_task(shared.query("x.example", "MX"))  # joins the re-asked one
+    await asyncio.sleep(0)
+    inner.release.set()
+    results = await asyncio.gather(second, third, return_exceptions=True)
+    assert all(isinstance(r, DnsError) and r.kind == "timeout" for r in results)
+    assert len(inner.asked) == 2  # the cancelled first asker's, and once more for both
+    assert (shared.asked, shared.shared) == (2, 2)
+
+
 async def test_oldest_answers_are_dropped_past_the_bound() -> None:
     inner = Inner()
     shared = SharedAnswers(inner, max_answers=2)
