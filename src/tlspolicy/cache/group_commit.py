@@ -8,6 +8,10 @@ writer task writes one batch at a time, and while it writes the next batch fills
 databases do with group commit. Every waiter gets its batch's outcome, its error included,
 so a caller still learns that its write failed. Writes keep their order: batches are
 written in the order they were opened, items in the order they were submitted.
+
+Reads of a cold moment come in bursts too (a finished batch of writes lets several answers
+go, and their clients send the next names at once), so the SQLite backend batches them the
+same way: each waiter gets the batch's result, the entries found for every domain in it.
 """
 
 from __future__ import annotations
@@ -17,24 +21,26 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
-class _Batch(Generic[T]):
-    done: asyncio.Future[None]
+class _Batch(Generic[T, R]):
+    done: asyncio.Future[R]
     items: list[T] = field(default_factory=list)
 
 
-class GroupCommit(Generic[T]):
-    """Batches of at most ``max_batch`` items for ``write``; ``closed`` is the error the
-    waiters of unwritten batches get when the writer is cancelled (at shutdown)."""
+class GroupCommit(Generic[T, R]):
+    """Batches of at most ``max_batch`` items for ``write``, whose result each waiter of the
+    batch gets; ``closed`` is the error the waiters of unwritten batches get when the writer
+    is cancelled (at shutdown)."""
 
     def __init__(
         self,
-        write: Callable[[list[T]], Awaitable[None]],
+        write: Callable[[list[T]], Awaitable[R]],
         *,
         max_batch: int,
         closed: Callable[[], Exception],
@@ -42,14 +48,15 @@ class GroupCommit(Generic[T]):
         self._write = write
         self._max_batch = max(1, max_batch)
         self._closed = closed
-        self._queue: deque[_Batch[T]] = deque()
-        self._filling: _Batch[T] | None = None
+        self._queue: deque[_Batch[T, R]] = deque()
+        self._filling: _Batch[T, R] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # written, for tests and the benchmark
         self.items = 0
 
-    async def submit(self, item: T) -> None:
-        """Write ``item`` with the others of its batch; raises what the write raised."""
+    async def submit(self, item: T) -> R:
+        """Write ``item`` with the others of its batch: what the write returned, or raises
+        what it raised."""
         batch = self._filling
         if batch is None or len(batch.items) >= self._max_batch:
             batch = _Batch(asyncio.get_running_loop().create_future())
@@ -59,7 +66,7 @@ class GroupCommit(Generic[T]):
             if self._writer is None:
                 self._writer = asyncio.create_task(self._drain(), name="cache-group-commit")
         batch.items.append(item)
-        await asyncio.shield(batch.done)
+        return await asyncio.shield(batch.done)
 
     async def idle(self) -> None:
         """Return once everything submitted so far is written (or failed)."""
@@ -68,18 +75,18 @@ class GroupCommit(Generic[T]):
                 await asyncio.shield(self._writer)
 
     async def _drain(self) -> None:
-        batch: _Batch[T] | None = None
+        batch: _Batch[T, R] | None = None
         try:
             while self._queue:
                 batch = self._queue.popleft()
                 if batch is self._filling:
                     self._filling = None
                 try:
-                    await self._write(batch.items)
+                    result = await self._write(batch.items)
                 except Exception as exc:  # the backend's error type: each waiter sees it
                     batch.done.set_exception(exc)
                 else:
-                    batch.done.set_result(None)
+                    batch.done.set_result(result)
                     self.batches += 1
                     self.items += len(batch.items)
                 batch = None
@@ -94,7 +101,7 @@ class GroupCommit(Generic[T]):
             self._writer = None
 
 
-def _retrieve(done: asyncio.Future[None]) -> None:
+def _retrieve(done: asyncio.Future[Any]) -> None:
     """Mark a failure as seen: when every waiter gave up, nobody else will look at it."""
     if not done.cancelled():
         done.exception()

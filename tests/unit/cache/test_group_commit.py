@@ -26,7 +26,7 @@ class Disk:
             raise CacheError("disk full")
 
 
-def commits(disk: Disk, max_batch: int = 100) -> GroupCommit[int]:
+def commits(disk: Disk, max_batch: int = 100) -> GroupCommit[int, None]:
     return GroupCommit(disk.write, max_batch=max_batch, closed=lambda: CacheError("closed"))
 
 

@@ -49,6 +49,22 @@ async def test_sqlite_backend_concurrent_puts_share_one_transaction(tmp_path: Pa
     await backend.aclose()
 
 
+async def test_sqlite_backend_concurrent_reads_share_one_select(tmp_path: Path) -> None:
+    clock = FakeClock()
+    backend = SqliteBackend(tmp_path / "cache.sqlite3", max_entries=10, clock=clock)
+    await backend.open()
+    await asyncio.gather(
+        *(backend.put(make_entry(n, clock.now)) for n in ("a.example", "b.example"))
+    )
+    names = ["a.example", "b.example", "a.example", "missing.example"]
+    found = await asyncio.gather(*(backend.get(n) for n in names))
+    assert [e.domain if e else None for e in found] == ["a.example", "b.example", "a.example", None]
+    assert (backend._reads.batches, backend._reads.items) == (1, 4)
+    assert await backend.get("b.example") == make_entry("b.example", clock.now)
+    assert backend._reads.batches == 2
+    await backend.aclose()
+
+
 async def test_sqlite_backend_open_fails_cleanly_on_unwritable_location(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
