@@ -199,17 +199,23 @@ class Transport:
         self.tcp_queries = 0
 
     def _channel(self, host: str, port: int) -> _Channel:
-        pool = self._pools.setdefault((host, port), [])
-        for channel in [c for c in pool if c.retired or c.worn_out()]:
-            pool.remove(channel)
-            channel.retired = True
-            if not channel.pending:
-                channel.close()
+        """The next socket in turn; one that is retired or worn out is replaced when its
+        turn comes (its queries in flight still get their answers), so a query looks at one
+        socket, not at all of them."""
+        pool = self._pools.get((host, port))
+        if pool is None:
+            pool = self._pools[(host, port)] = []
         if len(pool) < POOL_SIZE:
             pool.append(_Channel(self.loop, host, port))
             return pool[-1]
         self._turn = (self._turn + 1) % len(pool)
-        return pool[self._turn]
+        channel = pool[self._turn]
+        if channel.retired or channel.worn_out():
+            channel.retired = True
+            if not channel.pending:
+                channel.close()
+            channel = pool[self._turn] = _Channel(self.loop, host, port)
+        return channel
 
     async def exchange(self, query: Query, host: str, port: int, budget_s: float) -> Response:
         """Ask ``host``:``port`` within ``budget_s`` seconds; TCP when the reply is truncated."""

@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TypeVar
 
+from tlspolicy.cache.domain_locks import DomainLocks, Turn
 from tlspolicy.cache.entry import CacheEntry, DaneBranch
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.mtasts.state import StsState
@@ -63,7 +64,7 @@ class Coordinator:
         self.lease_ttl = lease_ttl
         self.wait = wait
         self.clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = DomainLocks()
 
     async def read(self, domain: str) -> CacheEntry | None:
         """The entry as stored now (the shared store, not an older in-process copy)."""
@@ -83,18 +84,9 @@ class Coordinator:
             await self.cache.put(entry)
         return entry
 
-    @asynccontextmanager
-    async def locked(self, domain: str) -> AsyncIterator[None]:
+    def locked(self, domain: str) -> Turn:
         """Serialise read-modify-write of one domain within this process."""
-        lock = self._locks.get(domain)
-        if lock is None:
-            lock = self._locks[domain] = asyncio.Lock()
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and self._locks.get(domain) is lock:
-                del self._locks[domain]
+        return self._locks.turn(domain)
 
     async def run_once(
         self,

@@ -13,7 +13,7 @@ Rules kept here:
   ``hot_ttl`` too (``cache.hot``).
 * **No lost updates between coroutines.** A backend read that a local ``put``/``delete``/
   ``purge`` overtook is not installed over the newer state (``cache.hot``); backend writes
-  for one domain are serialised in call order (``cache.write_order``); usage counters only
+  for one domain are serialised in call order (``cache.domain_locks``); usage counters only
   grow (see ``backend.py``).
 * **Usage counting is free.** ``note_use`` only counts in memory (``cache.usage``); ``flush``
   sends the counts in one ``backend.touch`` batch (``run_maintenance`` calls it every
@@ -37,11 +37,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from tlspolicy.cache.backend import CacheBackend
+from tlspolicy.cache.domain_locks import DomainLocks
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.cache.hot import HotLayer, OvertakenReads
 from tlspolicy.cache.outage import Outage
 from tlspolicy.cache.usage import MIN_PENDING_DOMAINS, PendingUses
-from tlspolicy.cache.write_order import WriteOrder
 from tlspolicy.errors import CacheError
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ class PolicyCache:
         self.note_use: Callable[[str, float], None] = self._uses.note
         self._overtaken = OvertakenReads()
         self._reloading: dict[str, asyncio.Task[CacheEntry | None]] = {}
-        self._write_order = WriteOrder()
+        self._write_order = DomainLocks()
         self._outage = Outage(backend.name, backend.open, clock=clock, logger=self._log)
 
     # --- status ----------------------------------------------------------------------

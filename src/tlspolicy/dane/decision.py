@@ -105,8 +105,9 @@ def plan_mx(domain: str, answer: DnsAnswer) -> MxPlan:
         # delivery is never attempted and there must be no fallback to A/AAAA.
         return MxPlan((), answer.secure, answer.ttl, reason="null MX (domain accepts no mail)")
     names = tuple(dict.fromkeys(r.exchange for r in mx))
-    hosts = tuple(h for h in names if is_hostname(h))
-    skipped = tuple(h for h in names if not is_hostname(h))
+    valid = [is_hostname(h) for h in names]
+    hosts = tuple(h for h, ok in zip(names, valid, strict=True) if ok)
+    skipped = tuple(h for h, ok in zip(names, valid, strict=True) if not ok)
     reason = "" if hosts else "no MX target is a valid host name"
     return MxPlan(hosts, answer.secure, answer.ttl, reason=reason, skipped=skipped)
 

@@ -1,4 +1,4 @@
-"""WriteOrder: per-domain writes in call order, independent domains, no leftover locks."""
+"""DomainLocks: one holder per domain in call order, independent domains, no leftover locks."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from tlspolicy.cache.write_order import WriteOrder
+from tlspolicy.cache.domain_locks import DomainLocks
 
 
-async def test_write_order_serialises_one_domain_in_call_order() -> None:
-    order = WriteOrder()
+async def test_domain_locks_serialises_one_domain_in_call_order() -> None:
+    order = DomainLocks()
     log: list[str] = []
 
     async def write(name: str, pause: float) -> None:
@@ -26,8 +26,8 @@ async def test_write_order_serialises_one_domain_in_call_order() -> None:
     assert len(order) == 0
 
 
-async def test_write_order_other_domains_do_not_wait() -> None:
-    order = WriteOrder()
+async def test_domain_locks_other_domains_do_not_wait() -> None:
+    order = DomainLocks()
     held = asyncio.Event()
     release = asyncio.Event()
 
@@ -46,8 +46,8 @@ async def test_write_order_other_domains_do_not_wait() -> None:
     assert len(order) == 0
 
 
-async def test_write_order_releases_after_an_error_and_a_cancelled_waiter() -> None:
-    order = WriteOrder()
+async def test_domain_locks_releases_after_an_error_and_a_cancelled_waiter() -> None:
+    order = DomainLocks()
     with pytest.raises(RuntimeError):
         async with order.turn("a.example"):
             raise RuntimeError("backend failed")
@@ -74,3 +74,27 @@ async def test_write_order_releases_after_an_error_and_a_cancelled_waiter() -> N
     release.set()
     await holder
     assert len(order) == 0
+
+
+async def test_domain_locks_a_newcomer_as_the_holder_leaves_waits_for_the_woken_waiter() -> None:
+    locks = DomainLocks()
+    inside: list[str] = []
+    most = 0
+    late: list[asyncio.Task[None]] = []
+
+    async def hold(name: str) -> None:
+        nonlocal most
+        async with locks.turn("a.example"):
+            inside.append(name)
+            most = max(most, len(inside))
+            await asyncio.sleep(0.001)
+            inside.remove(name)
+        if name == "first":  # "second" is woken but has not run: "third" arrives now
+            late.append(asyncio.create_task(hold("third")))
+
+    first = asyncio.create_task(hold("first"))
+    await asyncio.sleep(0)
+    await asyncio.gather(first, hold("second"))
+    await asyncio.gather(*late)
+    assert most == 1
+    assert len(locks) == 0
