@@ -85,7 +85,7 @@ class SqliteBackend(SqliteOverrides, SqliteLeases):
             closed=lambda: CacheError(f"sqlite {self.path}: cache closed before the write"),
         )
         self._reads = GroupCommit(
-            self._get_batch,
+            self.get_many,
             max_batch=SQL_BATCH,
             closed=lambda: CacheError(f"sqlite {self.path}: cache closed before the read"),
         )
@@ -117,9 +117,6 @@ class SqliteBackend(SqliteOverrides, SqliteLeases):
 
     async def put(self, entry: CacheEntry) -> None:
         await self._commits.submit(entry)
-
-    async def _get_batch(self, domains: list[str]) -> dict[str, CacheEntry]:
-        return await self._thread.run(self._get_sync, list(dict.fromkeys(domains)), self._clock())
 
     async def _put_batch(self, entries: list[CacheEntry]) -> None:
         await self._thread.run(self._put_sync, entries, self._clock())

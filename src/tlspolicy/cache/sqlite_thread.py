@@ -31,6 +31,8 @@ class SqliteThread:
     A plain queue and ``call_soon_threadsafe``, not ``loop.run_in_executor``: that one
     builds a ``concurrent.futures`` future with its locks and chains a second future to it
     on every call, a third of the hand-off's CPU, and a cold lookup makes one or two calls.
+    The thread is a daemon, so a process that ends without ``stop`` does not hang on it;
+    every write a caller awaited was committed before its ``run`` returned.
     """
 
     def __init__(
