@@ -9,8 +9,10 @@ so what the CLI says the server answers is what the server answers. Rules:
 * A known ``dane``/``dane-only``/TEMP result decides alone; MTA-STS is not needed.
 * Otherwise the MTA-STS view decides (``mtasts.state.sts_view``): FRESH answers from cache,
   RECHECK answers from cache and re-checks the TXT id in the background, STALE must be
-  looked up first. A STALE MTA-STS lookup starts together with a DANE lookup, so the HTTPS
-  fetch does not wait for DNS (it is only used if DANE says no).
+  looked up first. A STALE MTA-STS lookup waits for an unknown DANE result and starts only
+  when DANE says no: a DANE domain costs no ``_mta-sts`` TXT query, policy fetch or
+  MTA-STS write; a domain without DANE waits for that answer on first contact (one MX
+  round trip when its zone is unsigned).
 * A cached answer may be reused (the server's answer memo) until the first of: ``hot_ttl``
   from now, the start of the DANE branch's refresh window (or its expiry without
   refresh-ahead), and the end of the MTA-STS view's freshness. A TEMP answer is never reused.

@@ -187,7 +187,6 @@ class PolicyService:
         state = entry.sts if entry is not None else None
         if plan.refresh_dane and entry is not None and entry.dane is not None:
             self.refresh.consider(domain, entry.dane.checked_at, entry.dane.expires_at)
-        sts_task = self.lookups.sts(domain) if plan.sts is StsStep.LOOKUP else None
         dane = plan.dane
         if plan.decision is not None and dane is not None:
             if dane.level is not DaneLevel.NONE:
@@ -217,8 +216,8 @@ class PolicyService:
                 domain, dane, None, now=now, profile=profile, settings=self.settings
             )
             return Resolution(domain, decision, Source.LIVE, dane=dane)
-        if sts_task is not None:
-            state = await shielded(sts_task)
+        if plan.sts is StsStep.LOOKUP:  # only now: DANE first, and no MTA-STS work for DANE
+            state = await shielded(self.lookups.sts(domain))
             now = self.clock()
         elif plan.sts is StsStep.BACKGROUND:
             self._recheck(domain, state)

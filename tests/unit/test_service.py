@@ -132,6 +132,19 @@ async def test_service_dane_wins_over_sts(world) -> None:
     assert await service.answer("QUERYwithTLSRPT", "both.example") == "OK dane-only"
 
 
+async def test_service_dane_answer_asks_nothing_about_mta_sts(world) -> None:
+    # DNS economy (RFC 8461 §2, DANE first): a DANE-decided domain needs no _mta-sts
+    # TXT and no policy fetch; a domain without DANE asks for it after the MX answer.
+    dns, fetcher, _, service = world
+    await service.cache.open()
+    assert await service.answer("QUERY", "both.example") == "OK dane-only"
+    assert ("_mta-sts.both.example", "TXT") not in dns.queries
+    assert fetcher.calls == []
+    await service.answer("QUERY", "sts.example")
+    asked = dns.queries.index(("_mta-sts.sts.example", "TXT"))
+    assert dns.queries.index(("sts.example", "MX")) < asked
+
+
 async def test_service_dane_answer_does_not_wait_for_https(world) -> None:
     _, fetcher, _, service = world
     await service.cache.open()
