@@ -28,6 +28,9 @@ from tlspolicy.server.errorlog import ErrorLog, error_kind
 from tlspolicy.server.protocol import SocketmapProtocol
 from tlspolicy.socketmap.connection import Request
 
+# At stop, a connection without a request yet waits this long for its first one.
+FIRST_REQUEST_WAIT_S = 1.0
+
 log = logging.getLogger("tlspolicy.server")
 
 Answerer = Callable[[str, str], Awaitable[str]]
@@ -197,16 +200,29 @@ class SocketmapServer:
         return server
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop listening, finish in-flight answers (up to ``grace`` s), close connections."""
+        """Stop listening, finish in-flight answers (up to ``grace`` s), close connections.
+
+        An idle connection that has had requests is closed at once: its client retries on
+        a new connection, as Postfix's socketmap client does once. A connection accepted
+        without a request yet is most likely that retry, whose request is on its way: it
+        gets up to ``FIRST_REQUEST_WAIT_S`` for one, else a restart would break the same
+        lookup twice in a row (and Postfix would defer the mail)."""
         self.stopping = True
         for server in self.servers:
             server.close()
-        for conn in list(self.connections):
-            if not conn.busy:
-                conn.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while any(c.busy for c in self.connections) and loop.time() < deadline:  # noqa: ASYNC110
+        fresh_until = loop.time() + min(grace, FIRST_REQUEST_WAIT_S)
+        while loop.time() < deadline:
+            fresh = loop.time() < fresh_until
+            waiting = False
+            for conn in list(self.connections):
+                if conn.busy or (fresh and conn.activity == 0 and not conn.closing):
+                    waiting = True
+                else:
+                    conn.close()
+            if not waiting:
+                break
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             if conn.transport is not None:

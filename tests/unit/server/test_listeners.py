@@ -142,6 +142,27 @@ async def test_server_stop_finishes_in_flight_answer() -> None:
         await asyncio.open_connection("127.0.0.1", port)
 
 
+async def test_server_stop_answers_a_new_connections_first_request() -> None:
+    # A connection accepted just before the stop is most likely a client's retry: its
+    # request, sent a moment later, is answered; an idle used connection closes at once.
+    server = SocketmapServer(Answers(), ServerConfig())
+    names = await server.start([ListenAddress("tcp", "127.0.0.1", 0)])
+    port = int(names[0].rsplit(":", 1)[1])
+    used_reader, used_writer = await asyncio.open_connection("127.0.0.1", port)
+    used_writer.write(frame(b"QUERY used.example"))
+    assert await read_reply(used_reader) == b"OK used.example-answer"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await wait_until(lambda: len(server.connections) == 2)
+    stopping = asyncio.create_task(server.stop(grace=5))
+    assert await asyncio.wait_for(used_reader.read(), 2) == b""
+    writer.write(frame(b"QUERY late.example"))
+    assert await read_reply(reader) == b"OK late.example-answer"
+    assert await asyncio.wait_for(reader.read(), 2) == b""  # then closed: retry elsewhere
+    await asyncio.wait_for(stopping, 5)
+    await close(writer)
+    await close(used_writer)
+
+
 async def test_server_unix_socket_with_mode(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "tlspolicy.sock"
     server = SocketmapServer(Answers(), ServerConfig(socket_mode=0o660))
