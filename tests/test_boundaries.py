@@ -29,7 +29,6 @@ PURE_MODULES = [
     "mtasts/state.py",
     "mtasts/addresses.py",
     "mtasts/response.py",
-    "mtasts/fetchcontext.py",
     "dane/tlsa.py",
     "dane/decision.py",
     "dane/result.py",

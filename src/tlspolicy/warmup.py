@@ -49,12 +49,7 @@ LAZY_MODULES = (
     "json",
     "json.decoder",
     "json.encoder",
-    "http.cookies",
-    "email.utils",
-    "aiohttp",
-    "aiohttp.client",
-    "aiohttp.connector",
-    "aiohttp.resolver",
+    "h11",
     "aiohappyeyeballs",
     "tlspolicy.mtasts.http_client",  # mtasts/fetch.py imports it on the first fetch
     "cryptography.x509",  # dane/tlsa.py, for Full TLSA records only
@@ -72,6 +67,17 @@ METRICS_MODULES = (
     "prometheus_client.exposition",
     "tlspolicy.metrics",
     "tlspolicy.server.http",
+)
+# Imported only when ``tlsrpt.reporter`` is on (HTTPS reports are sent with aiohttp).
+REPORTER_MODULES = (
+    "http.cookies",
+    "email.utils",
+    "aiohttp",
+    "aiohttp.client",
+    "aiohttp.connector",
+    "aiohttp.resolver",
+    "tlspolicy.tlsrpt.reporter",
+    "tlspolicy.tlsrpt.deliver",
 )
 # Imported only by the cache backend in use.
 BACKEND_MODULES = {
@@ -99,6 +105,8 @@ def modules_for(config: Config) -> list[str]:
     names = [*LAZY_MODULES, *BACKEND_MODULES.get(config.cache.backend, ())]
     if config.server.metrics_listen is not None:
         names += METRICS_MODULES
+    if config.tlsrpt.reporter:
+        names += REPORTER_MODULES
     if config.tlsrpt.store_backend == "postgres":  # tlsrpt/backend.py imports it lazily
         names += [*BACKEND_MODULES["postgres"], "tlspolicy.tlsrpt.postgres_backend"]
     return names

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.cachetools import SETTLE_S, DnsLog
 from tests.integration.server import ServerProcess
 from tests.lab.https import Behavior
 from tests.lab.postfix import PostmapKind
@@ -451,21 +452,27 @@ def test_dane_e2e_resolver_timeout_is_temp_within_the_timeout(
     assert_every_lookup_shows_status_and_ttl(data)
 
 
-def test_dane_e2e_answer_does_not_wait_for_the_sts_fetch(
+def test_dane_e2e_answer_neither_waits_for_nor_starts_the_sts_fetch(
     start_server: Callable[..., ServerProcess], fresh_lab: Lab
 ) -> None:
+    # DANE first (RFC 8461 §2): a domain with DANE and MTA-STS is answered from DANE alone,
+    # and its MTA-STS policy (here a slow one) is neither awaited nor fetched.
     policy_host = "mta-sts.both.lab"
     body = sts_policy("enforce", ["mx1.both.lab", "mx2.both.lab"])
     fresh_lab.https.set(policy_host, Behavior(body=body, head_delay=5.0))
+    dns = DnsLog.enabled(fresh_lab)
+    mark = dns.mark()
     server = start_server()
     started = time.monotonic()
     reply = server.request("both.lab", "QUERYwithTLSRPT")
     elapsed = time.monotonic() - started
     assert reply == "OK dane-only"
     assert elapsed < FAST_ANSWER_S, f"DANE answer took {elapsed:.2f} s"
-    # The MTA-STS lookup started together with DANE and is still running.
-    wait_for(lambda: fresh_lab.https.count(policy_host) >= 1, what="the policy fetch")
     assert server.postmap("both.lab").value == "dane-only"
+    time.sleep(SETTLE_S)
+    assert fresh_lab.https.count(policy_host) == 0
+    assert dns.count(mark, "both.lab", "MX") == 1
+    assert dns.count(mark, "_mta-sts.both.lab", "TXT") == 0
 
 
 def test_dane_e2e_fresh_dane_overrides_cached_sts(

@@ -12,6 +12,7 @@ from tlspolicy.config import parse_config
 from tlspolicy.errors import ConfigError
 from tlspolicy.warmup import (
     METRICS_MODULES,
+    REPORTER_MODULES,
     LateImportWatch,
     check_access,
     modules_for,
@@ -24,7 +25,7 @@ from tlspolicy.warmup import (
 
 def test_preload_loads_lazy_modules_and_returns_import_dirs() -> None:
     dirs = preload(parse_config({"cache": {"backend": "memory"}}))
-    assert "idna.uts46data" in sys.modules and "aiohttp.connector" in sys.modules
+    assert "idna.uts46data" in sys.modules and "tlspolicy.mtasts.http_client" in sys.modules
     assert dirs and all(Path(d).is_dir() for d in dirs)
 
 
@@ -99,3 +100,6 @@ def test_preload_takes_metrics_and_backend_modules_only_when_configured() -> Non
         )
     )
     assert set(METRICS_MODULES) <= set(served) and "redis.asyncio" in served
+    assert not set(REPORTER_MODULES) & set(default)  # the policy fetch needs no aiohttp
+    reporting = modules_for(parse_config({"tlsrpt": {"reporter": True, "submitter": "mx.test"}}))
+    assert set(REPORTER_MODULES) <= set(reporting)

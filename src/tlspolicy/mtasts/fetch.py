@@ -1,10 +1,10 @@
 """HTTPS policy fetch (RFC 8461 §3.3), the adapter behind ``lookup.Fetcher``.
 
-Every failure leaves this module as ``FetchError`` with a fixed ``kind``; aiohttp, ssl and
+Every failure leaves this module as ``FetchError`` with a fixed ``kind``; h11, ssl and
 OSError exceptions are translated in ``mtasts.http_client.translate`` and nowhere else.
-aiohttp itself is imported on the first fetch, in a thread (``mtasts.http_client``: it
-costs 11 MB and 180 ms that a server answering DANE or cached domains need not pay at
-start-up; ``tlspolicy serve`` preloads it before dropping privileges). Rules kept here:
+The HTTP client is imported on the first fetch, in a thread, so that a server answering
+DANE or cached domains never loads it (``tlspolicy serve`` preloads it before dropping
+privileges). Rules kept here:
 
 * ``GET https://mta-sts.<domain>/.well-known/mta-sts.txt``, HTTPS only, certificate chain
   and host name checked, SNI set, TLS 1.2 or later (RFC 8461 §3.3, §7.1, §7.2).
@@ -20,11 +20,11 @@ start-up; ``tlspolicy serve`` preloads it before dropping privileges). Rules kep
   ``allow_private_addresses`` (an SSRF guard: a hostile domain must not make us GET from our
   own network). Both live in ``mtasts.resolver``.
 * Proxies: ``HTTPS_PROXY``/``https_proxy`` and ``NO_PROXY``/``no_proxy`` are honoured the
-  way curl and urllib read them. aiohttp's ``trust_env`` is not used because it also sends
-  ``~/.netrc`` credentials to the policy hosts. Through a proxy the policy host is resolved
-  by the proxy, so the address guard cannot see the final address; restrict the proxy
-  instead. An IP-literal proxy is used as given; a named proxy is resolved through our
-  ``DnsClient`` without the guard (the operator chose it).
+  way curl and urllib read them (an ``http://`` proxy, CONNECT, credentials from its URL
+  sent to the proxy only; ``~/.netrc`` is never read). Through a proxy the policy host is
+  resolved by the proxy, so the address guard cannot see the final address; restrict the
+  proxy instead. An IP-literal proxy is used as given; a named proxy is resolved through
+  our ``DnsClient`` without the guard (the operator chose it).
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ from typing import TYPE_CHECKING, Any
 from tlspolicy.defaults import MAX_FETCH_TIMEOUT_S
 from tlspolicy.dnsclient import DnsClient
 from tlspolicy.errors import ConfigError, FetchError
-from tlspolicy.mtasts.fetchcontext import resolving_for
 from tlspolicy.mtasts.policy import domain_problem
 from tlspolicy.trace import TraceEvent, record
 
 if TYPE_CHECKING:
-    from tlspolicy.mtasts.http_client import AiohttpClient
+    from tlspolicy.mtasts.http_client import HttpClient
 
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
 HTTPS_PORT = 443  # RFC 8461 §3.3: plain https:// URL, default port
@@ -127,7 +126,7 @@ class PolicyFetcher:
         self._dns = dns
         self._allow_private = allow_private_addresses
         self._connect_port = connect_port
-        self._http: AiohttpClient | None = None
+        self._http: HttpClient | None = None
 
     async def fetch(self, domain: str) -> str:
         """Fetch the policy of ``domain`` (a lowercase A-label name).
@@ -150,20 +149,19 @@ class PolicyFetcher:
             "Accept-Encoding": "identity",
             "Cache-Control": "no-cache",  # RFC 8461 §3.3: HTTP caching MUST NOT be used
         }
-        with resolving_for(host):
-            try:
-                why = domain_problem(domain)
-                if why is not None:
-                    raise FetchError("other", f"invalid policy domain {domain!r}: {why}")
-                async with asyncio.timeout(self._timeout):
-                    status, body = await http.get(url, headers, proxy_for(host))
-            except FetchError as exc:
-                _record(url, started, "error", f"{exc.kind}: {exc.detail}")
-                raise
-            except TimeoutError:
-                error = FetchError("timeout", f"no complete answer within {self._timeout:g}s")
-                _record(url, started, "error", str(error))
-                raise error from None
+        try:
+            why = domain_problem(domain)
+            if why is not None:
+                raise FetchError("other", f"invalid policy domain {domain!r}: {why}")
+            async with asyncio.timeout(self._timeout):
+                status, body = await http.get(host, POLICY_PATH, headers, proxy_for(host))
+        except FetchError as exc:
+            _record(url, started, "error", f"{exc.kind}: {exc.detail}")
+            raise
+        except TimeoutError:
+            error = FetchError("timeout", f"no complete answer within {self._timeout:g}s")
+            _record(url, started, "error", str(error))
+            raise error from None
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -178,10 +176,10 @@ class PolicyFetcher:
         if self._http is not None:
             await self._http.close()
 
-    async def _client(self) -> AiohttpClient:
+    async def _client(self) -> HttpClient:
         if self._http is None:
             module = await _http_client_module()
-            client: AiohttpClient = module.AiohttpClient(
+            client: HttpClient = module.HttpClient(
                 dns=self._dns,
                 context=self._ssl,
                 allow_private=self._allow_private,

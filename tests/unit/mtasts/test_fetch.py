@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import socket
 import ssl
@@ -160,15 +161,16 @@ async def test_policy_fetcher_fetches_policy(serve: Serve, make_fetcher: MakeFet
     assert ("mta-sts.example.test", "A") in [(e.name, e.detail) for e in trace.events]
 
 
-async def test_policy_fetcher_reuses_one_session(serve: Serve, make_fetcher: MakeFetcher) -> None:
+async def test_policy_fetcher_one_connection_per_fetch(
+    serve: Serve, make_fetcher: MakeFetcher
+) -> None:
     server = await serve(_text(POLICY))
     fetcher = make_fetcher(server.port)
     await fetcher.fetch(DOMAIN)
-    assert fetcher._http is not None
-    session = fetcher._http.session
     await fetcher.fetch(DOMAIN)
-    assert session is not None and fetcher._http.session is session
     assert len(server.requests) == 2
+    assert server.sni == [HOST, HOST]  # two TLS handshakes: nothing is kept alive
+    assert all(r.headers["Connection"] == "close" for r in server.requests)
     await fetcher.aclose()
     await fetcher.aclose()  # idempotent
 
@@ -437,6 +439,8 @@ class ConnectProxy:
 
     target_port: int
     requests: list[str] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)
+    answer: bytes = b"HTTP/1.1 200 Connection established\r\n\r\n"
     port: int = 0
     server: asyncio.Server | None = None
 
@@ -452,8 +456,13 @@ class ConnectProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         self.requests.append(head.split(b"\r\n", 1)[0].decode())
+        self.heads.append(head)
+        if b" 200 " not in self.answer.split(b"\r\n", 1)[0]:
+            writer.write(self.answer)
+            writer.close()
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        writer.write(self.answer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -491,6 +500,40 @@ async def test_policy_fetcher_uses_https_proxy(
     assert connect_proxy.requests == [f"CONNECT {HOST}:443 HTTP/1.1"]
     assert dns.queries == []
     assert server.sni == [HOST]
+
+
+async def test_policy_fetcher_sends_proxy_credentials_from_the_url(
+    proxy: tuple[ConnectProxy, Server], make_fetcher: MakeFetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect_proxy, server = proxy
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user%40x:p%3Ass@127.0.0.1:{connect_proxy.port}")
+    assert await make_fetcher(server.port).fetch(DOMAIN) == POLICY
+    secret = base64.b64encode(b"user@x:p:ss").decode()
+    assert f"Proxy-Authorization: Basic {secret}".encode() in connect_proxy.heads[0]
+    assert "Authorization" not in server.requests[0].headers  # nothing reaches the host
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", id="407"),
+        pytest.param(b"HTTP/1.1 200 OK\r\n\r\nearly", id="data-before-tls"),
+        pytest.param(b"garbage\r\n\r\n", id="garbage"),
+    ],
+)
+async def test_policy_fetcher_refused_by_proxy(
+    proxy: tuple[ConnectProxy, Server],
+    make_fetcher: MakeFetcher,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: bytes,
+) -> None:
+    connect_proxy, server = proxy
+    connect_proxy.answer = answer
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{connect_proxy.port}")
+    with pytest.raises(FetchError) as info:
+        await make_fetcher(server.port).fetch(DOMAIN)
+    assert info.value.kind == "proxy"
+    assert server.requests == []
 
 
 @pytest.mark.parametrize(
@@ -588,3 +631,73 @@ def test__check_media_type_rejects(value: str | None) -> None:
     with pytest.raises(FetchError) as info:
         _check_media_type(value)
     assert info.value.kind == "content-type"
+
+
+# --- responses the aiohttp test server cannot send ----------------------------------------
+
+
+@pytest.fixture
+async def raw_server(ca: trustme.CA) -> AsyncIterator[Callable[[bytes], Awaitable[int]]]:
+    """A TLS server that reads one request head and sends ``reply`` verbatim, then closes."""
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: bytes) -> int:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(HOST).configure_cert(context)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(reply)
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+                pass
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+        servers.append(server)
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+
+
+async def test_policy_fetcher_reads_a_body_ended_by_close(
+    raw_server: Callable[[bytes], Awaitable[int]], make_fetcher: MakeFetcher
+) -> None:
+    port = await raw_server(HEAD + b"\r\n" + POLICY.encode())
+    assert await make_fetcher(port).fetch(DOMAIN) == POLICY
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "words"),
+    [
+        pytest.param(HEAD + b"Content-Length: 500\r\n\r\nversion: STSv1\n", "other", "complete",
+                     id="truncated-body"),
+        pytest.param(b"SMTP/1.0 OK\r\n\r\n", "other", "malformed", id="not-http"),
+        pytest.param(HEAD + b"X-Pad: " + b"a" * 100_000 + b"\r\n\r\n", "other", "malformed",
+                     id="huge-head"),
+        pytest.param(HEAD + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabc", "other",
+                     "malformed", id="two-lengths"),
+        pytest.param(b"", "connect", "closed", id="closed-at-once"),
+    ],
+)  # fmt: skip
+async def test_policy_fetcher_rejects_broken_http(
+    raw_server: Callable[[bytes], Awaitable[int]],
+    make_fetcher: MakeFetcher,
+    reply: bytes,
+    kind: str,
+    words: str,
+) -> None:
+    port = await raw_server(reply)
+    with pytest.raises(FetchError) as info:
+        await make_fetcher(port).fetch(DOMAIN)
+    assert info.value.kind == kind
+    assert words in info.value.detail
