@@ -148,7 +148,7 @@ def test_e2e_rolling_restart_under_load_has_no_error(start_server: Any, tmp_path
         await _log_line(server, r"rolling restart done")
 
     stats = asyncio.run(_load_through(server, restart))
-    assert stats.errors == [], stats.errors[:5]
+    assert stats.errors == [], (stats.errors[:5], server.log()[-4000:])
     print(f"answers {stats.answers}, retried {stats.retries}")
     new = _worker_pids(server)
     assert set(new) == {0, 1} and not set(new.values()) & set(old.values()), (old, new)
@@ -165,7 +165,7 @@ def test_e2e_killed_worker_is_respawned_under_load(start_server: Any, tmp_path: 
         await _log_line(server, rf"worker 1 ready \(pid (?!{victim}\))\d+\)")
 
     stats = asyncio.run(_load_through(server, kill))
-    assert stats.errors == [], stats.errors[:5]
+    assert stats.errors == [], (stats.errors[:5], server.log()[-4000:])
     print(f"answers {stats.answers}, retried {stats.retries}")
     assert _worker_pids(server)[1] != victim
     assert server.stop() == 0
