@@ -80,9 +80,11 @@ class HttpClient:
         reader, writer = await self._tunnel(proxy, host)
         try:
             await writer.start_tls(self._ssl, server_hostname=host)
-        except (ssl.SSLError, OSError) as exc:
+        except BaseException as exc:  # also when the deadline cancels us
             writer.close()
-            raise translate(exc) from exc
+            if isinstance(exc, ssl.SSLError | OSError):
+                raise translate(exc) from exc
+            raise
         return reader, writer
 
     async def _tunnel(self, proxy: str, host: str) -> Stream:
@@ -109,9 +111,11 @@ class HttpClient:
         try:
             writer.write(conn.send(h11.Request(method="CONNECT", target=target, headers=fields)))
             response = await _response(conn, reader)
-        except (OSError, h11.ProtocolError, FetchError) as exc:
+        except BaseException as exc:  # also when the deadline cancels us
             writer.close()
-            raise FetchError("proxy", f"CONNECT through {url.hostname}: {exc}") from exc
+            if isinstance(exc, OSError | h11.ProtocolError | FetchError):
+                raise FetchError("proxy", f"CONNECT through {url.hostname}: {exc}") from exc
+            raise
         problem = None
         if not 200 <= response.status_code < 300:
             reason = response.reason.decode("latin-1")

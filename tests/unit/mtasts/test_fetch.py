@@ -536,6 +536,26 @@ async def test_policy_fetcher_refused_by_proxy(
     assert server.requests == []
 
 
+async def test_policy_fetcher_deadline_covers_a_silent_proxy(
+    make_fetcher: MakeFetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads the CONNECT and never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    with pytest.raises(FetchError) as info:
+        await make_fetcher(1, timeout=0.3).fetch(DOMAIN)
+    assert info.value.kind == "timeout"
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
 @pytest.mark.parametrize(
     "no_proxy", ["example.test", ".example.test", HOST, "other.test, test", "*"]
 )
