@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from tlspolicy.mtasts.http_client import HttpClient
 
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
-HTTPS_PORT = 443  # RFC 8461 §3.3: plain https:// URL, default port
 HTTP_CLIENT_MODULE = "tlspolicy.mtasts.http_client"
 
 

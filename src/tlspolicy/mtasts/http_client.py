@@ -71,7 +71,7 @@ class HttpClient:
     async def _open(self, host: str, proxy: str | None) -> Stream:
         if proxy is None:
             infos = await connect_addresses(
-                self._dns, host, self._port, guard=True, allow_private=self._allow_private
+                self._dns, host, self._port, refuse_private=not self._allow_private
             )
             try:
                 return await _open_stream(infos, self._ssl, host)
@@ -95,9 +95,7 @@ class HttpClient:
             raise FetchError("proxy", f"unsupported proxy {proxy!r} (need http://host:port)")
         try:
             port = url.port or PROXY_PORT
-            infos = await connect_addresses(
-                self._dns, url.hostname, port, guard=False, allow_private=True
-            )
+            infos = await connect_addresses(self._dns, url.hostname, port, refuse_private=False)
             reader, writer = await _open_stream(infos, None, None)
         except (FetchError, OSError, ValueError) as exc:
             raise FetchError("proxy", f"cannot reach proxy {url.hostname}: {exc}") from exc

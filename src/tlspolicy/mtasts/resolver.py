@@ -23,15 +23,33 @@ from tlspolicy.mtasts.addresses import is_public_address
 
 
 async def connect_addresses(
-    dns: DnsClient, host: str, port: int, *, guard: bool, allow_private: bool
+    dns: DnsClient, host: str, port: int, *, refuse_private: bool
 ) -> list[AddrInfoType]:
-    """The addresses to try for ``host``; ``guard``: it is the policy host.
+    """The addresses to try for ``host``; ``refuse_private``: drop the non-public ones (the
+    policy host, unless ``allow_private_addresses``).
 
     Raises:
         FetchError: ``dns`` (no address, or the lookups failed), ``private-address``.
     """
-    if not guard and _is_ip(host):
-        return [_addrinfo(host, port)]
+    if _is_ip(host):  # a proxy named by its address (a policy host never is)
+        addresses = [host.strip("[]")]
+    else:
+        addresses = await _resolve(dns, host)
+    if refuse_private:
+        public = [a for a in addresses if is_public_address(a)]
+        if not public:
+            shown = ", ".join(addresses[:4])
+            raise FetchError(
+                "private-address",
+                f"refused to connect to a private address: {host} has no public address "
+                f"({shown}; mta_sts.allow_private_addresses is off)",
+            )
+        addresses = public
+    return [_addrinfo(address, port) for address in addresses]
+
+
+async def _resolve(dns: DnsClient, host: str) -> list[str]:
+    """A and AAAA of ``host``; one failing family is enough if the other answers."""
     answers = await asyncio.gather(
         dns.query(host.rstrip("."), "A"), dns.query(host.rstrip("."), "AAAA"),
         return_exceptions=True,
@@ -48,17 +66,7 @@ async def connect_addresses(
     if not addresses:
         detail = "; ".join(failures) if failures else "no A/AAAA records"
         raise FetchError("dns", f"cannot resolve {host}: {detail}")
-    if guard and not allow_private:
-        public = [a for a in addresses if is_public_address(a)]
-        if not public:
-            shown = ", ".join(addresses[:4])
-            raise FetchError(
-                "private-address",
-                f"refused to connect to a private address: {host} has no public address "
-                f"({shown}; mta_sts.allow_private_addresses is off)",
-            )
-        addresses = public
-    return [_addrinfo(address, port) for address in addresses]
+    return addresses
 
 
 def _is_ip(host: str) -> bool:
@@ -70,7 +78,6 @@ def _is_ip(host: str) -> bool:
 
 
 def _addrinfo(address: str, port: int) -> AddrInfoType:
-    address = address.strip("[]")
     if ":" in address:
         return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port, 0, 0))
     return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))
