@@ -4,7 +4,10 @@ The hot path of a busy MTA asks the same few thousand keys again and again; a me
 answers without scheduling anything. A memo holds no longer than the plan said its
 decision holds (``CachePlan.reusable_until``: DANE refresh window or expiry, MTA-STS
 re-check, policy expiry, negative caching, and at most ``cache.hot_ttl``), and storing a
-new result for a domain drops that domain's memos. Bounded: when full it is emptied (the
+new result for a domain drops that domain's memos. A memo that reaches its ``hot_ttl``
+bound is extended, up to ``holds_until``, while the cache vouches that the data it was
+made from (read at ``basis``) is unchanged (``trusted_until``, ``cache.quiet``): so a quiet
+cache does not re-make every answer every ``hot_ttl``. Bounded: when full it is emptied (the
 next queries re-make what is used), and the per-domain index only holds live memos, so
 neither map can grow past ``max_entries`` however many distinct keys pass through.
 
@@ -14,6 +17,7 @@ repeated request by its raw bytes (``get_wire``) without parsing, decoding or en
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Answers memoised for the synchronous fast path; emptied when full.
@@ -35,6 +39,8 @@ class Memo:
     override: bool = False  # an operator override's answer (counted per use)
     map_name: str = ""  # the map it answers for (``key[0]`` of its ``MemoKey``)
     wire: bytes = b""  # the reply netstring (set by the caller; empty: not by bytes)
+    holds_until: float = 0.0  # how far ``until`` may be extended (0: never)
+    basis: float = 0.0  # when the cached data it was made from was read
 
     @property
     def reply(self) -> str:
@@ -52,8 +58,15 @@ class AnswerMemo:
     """Memos by their request netstring: the hot path looks up the bytes it received, and a
     (map, key) lookup frames the request first. One map, not one per way of asking."""
 
-    def __init__(self, max_entries: int = MAX_MEMO_ENTRIES) -> None:
+    def __init__(
+        self,
+        max_entries: int = MAX_MEMO_ENTRIES,
+        *,
+        trusted_until: Callable[[float], float] = lambda basis: 0.0,
+    ) -> None:
         self.max_entries = max_entries
+        # Until when data read at a given time is known current (``PolicyCache``).
+        self.trusted_until = trusted_until
         self._memos: dict[bytes, Memo] = {}  # request netstring -> memo
         # Nearly every domain has one key: held as it is, a tuple only for more (a set
         # would cost 216 octets, a tuple of one 56). Read it with ``_requests``.
@@ -72,7 +85,7 @@ class AnswerMemo:
         memo = self._memos.get(request)  # what ``_live`` does, inline: every hot answer
         if memo is None:
             return None
-        if now >= memo.until:
+        if now >= memo.until and not self._extended(memo, now):
             self._drop(request, memo.domain)
             return None
         return memo if memo.wire else None
@@ -113,10 +126,18 @@ class AnswerMemo:
 
     def _live(self, request: bytes, now: float) -> Memo | None:
         memo = self._memos.get(request)
-        if memo is not None and now >= memo.until:
+        if memo is not None and now >= memo.until and not self._extended(memo, now):
             self._drop(request, memo.domain)
             return None
         return memo
+
+    def _extended(self, memo: Memo, now: float) -> bool:
+        """Move an expired memo's ``until`` on, if its data is still vouched for."""
+        until = min(memo.holds_until, self.trusted_until(memo.basis))
+        if now >= until:
+            return False
+        memo.until = until
+        return True
 
     def _drop(self, request: bytes, domain: str) -> None:
         self._memos.pop(request, None)

@@ -38,6 +38,7 @@ class Resolution:
     sts: StsView | None = None
     sts_state: StsState | None = None
     reusable_until: float = 0.0  # a cache-only decision holds until then (0: do not reuse)
+    holds_until: float = 0.0  # ... and past that while the data is unchanged (cache.quiet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Outcome:
     source: Source
     domain: str | None = None  # the policy domain the key named (None: no lookup)
     reusable_until: float = 0.0
+    holds_until: float = 0.0  # see Resolution
 
     @property
     def verdict(self) -> Verdict:

@@ -16,6 +16,8 @@ so what the CLI says the server answers is what the server answers. Rules:
 * A cached answer may be reused (the server's answer memo) until the first of: ``hot_ttl``
   from now, the start of the DANE branch's refresh window (or its expiry without
   refresh-ahead), and the end of the MTA-STS view's freshness. A TEMP answer is never reused.
+  Past ``hot_ttl`` (``holds_until``) only while the cache vouches that nobody else changed
+  the data (``cache.quiet``).
 * Refresh-ahead: a used DANE branch in the last ``refresh_before`` share of its life is
   due for a background refresh; a failed refresh is retried with doubling delays while the
   cached result lives (``refresh_retry_delay``).
@@ -25,6 +27,7 @@ so what the CLI says the server answers is what the server answers. Rules:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -77,11 +80,14 @@ class CachePlan:
 
     Attributes:
         decision: the answer from cached data alone, or None: wait for the lookups.
-        reusable_until: ``decision`` holds until then (0: do not reuse it).
+        reusable_until: ``decision`` may be reused until then (0: do not reuse it): the
+            first of ``holds_until`` and ``hot_ttl`` from now.
         dane: the known DANE result (cached, or DANE disabled); None: look DANE up.
         sts: the MTA-STS step.
         view: the MTA-STS view of the cached state (what a cached answer applies).
         refresh_dane: the cached DANE branch is due for a refresh-ahead.
+        holds_until: until when the cached data alone keeps ``decision`` (0: not reusable);
+            past ``reusable_until`` only while the data is known unchanged (``cache.quiet``).
     """
 
     decision: Decision | None
@@ -90,6 +96,7 @@ class CachePlan:
     sts: StsStep
     view: StsView
     refresh_dane: bool = False
+    holds_until: float = 0.0
 
     @property
     def lookups(self) -> tuple[str, ...]:
@@ -115,7 +122,7 @@ def plan_answer(
     domain = entry.domain if entry is not None else ""
     state = entry.sts if entry is not None else None
     view = sts_view(state, now, recheck_interval=settings.recheck_interval)
-    until = now + settings.hot_ttl
+    until = math.inf
     refresh = False
     dane: DaneResult | None = None
     if not settings.dane_enabled:
@@ -133,7 +140,7 @@ def plan_answer(
             refresh, until = True, now
     if dane is not None and dane.level is not DaneLevel.NONE:
         decision = decide_dane_first(domain, dane, None, profile)
-        return CachePlan(decision, _reusable(decision, until), dane, StsStep.NONE, view, refresh)
+        return _reused(decision, until, now, settings, dane, StsStep.NONE, view, refresh)
     if view.freshness is Freshness.STALE:
         return CachePlan(None, 0.0, dane, StsStep.LOOKUP, view, refresh)
     step = StsStep.BACKGROUND if view.freshness is Freshness.RECHECK else StsStep.NONE
@@ -141,7 +148,7 @@ def plan_answer(
         return CachePlan(None, 0.0, None, step, view, refresh)
     decision = decide_sts(domain, view, profile, temp_on_dns_failure=settings.temp_on_dns_failure)
     until = min(until, fresh_until(state, now, recheck_interval=settings.recheck_interval))
-    return CachePlan(decision, _reusable(decision, until), dane, step, view, refresh)
+    return _reused(decision, until, now, settings, dane, step, view, refresh)
 
 
 def decide_live(
@@ -161,8 +168,13 @@ def decide_live(
     return decide_sts(domain, view, profile, temp_on_dns_failure=settings.temp_on_dns_failure)
 
 
-def _reusable(decision: Decision, until: float) -> float:
-    return 0.0 if decision.verdict is Verdict.TEMP else until
+def _reused(decision: Decision, holds: float, now: float, settings: PlanSettings,
+            dane: DaneResult, step: StsStep, view: StsView, refresh: bool) -> CachePlan:  # fmt: skip
+    """A plan that answers ``decision``, reusable while the data ``holds`` (never TEMP)."""
+    if decision.verdict is Verdict.TEMP:
+        holds = 0.0
+    reusable = min(holds, now + settings.hot_ttl)
+    return CachePlan(decision, reusable, dane, step, view, refresh, holds_until=holds)
 
 
 def refresh_window_start(checked_at: float, expires_at: float, refresh_before: float) -> float:

@@ -96,6 +96,7 @@ class PolicyService:
         if self.config.cache.refresh_ahead:
             self._spawn(self.refresh.run(), "refresh-ahead")
         self._spawn(self.cache.run_maintenance(), "cache-maintenance")
+        self._spawn(self.cache.run_quiet_checks(), "cache-quiet-checks")
 
     def reconfigure(self, config: Config) -> None:
         """Take new maps/timeouts (SIGHUP); backends and listeners stay as they are."""
@@ -158,7 +159,9 @@ class PolicyService:
             )
         else:
             log.debug("%s: %s from cache", domain, decision.verdict.value)
-        return Outcome(decision, resolution.source, domain, resolution.reusable_until)
+        return Outcome(
+            decision, resolution.source, domain, resolution.reusable_until, resolution.holds_until
+        )
 
     def weakening_overrides(self) -> list[dict[str, Any]]:
         """Active overrides seen weakening a DANE or MTA-STS enforce domain (/healthz)."""
@@ -196,6 +199,7 @@ class PolicyService:
                     Source.CACHE,
                     dane,
                     reusable_until=plan.reusable_until,
+                    holds_until=plan.holds_until,
                 )
             if plan.sts is StsStep.BACKGROUND:
                 self._recheck(domain, state)
@@ -207,6 +211,7 @@ class PolicyService:
                 plan.view,
                 state,
                 reusable_until=plan.reusable_until,
+                holds_until=plan.holds_until,
             )
         if dane is None:
             dane = await shielded(self.lookups.dane(domain))

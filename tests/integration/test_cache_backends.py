@@ -430,6 +430,39 @@ async def test_policy_cache_sees_other_writer_within_hot_ttl(
     await eventually(lambda: reader.get("a.example"), expect=None)
 
 
+async def test_policy_cache_quiet_checks_vouch_only_while_nobody_else_writes(
+    store_pair: tuple[CacheBackend, CacheBackend], clock: FakeClock
+) -> None:
+    first, second = store_pair
+    writer = PolicyCache(first, hot_entries=10, hot_ttl=5.0, clock=clock)
+    counting = CountingBackend(second)
+    reader = PolicyCache(counting, hot_entries=10, hot_ttl=5.0, clock=clock)
+    await writer.put(make_entry("a.example", clock.now, reason="v1"))
+    await reader.check_quiet()  # the first check vouches for nothing yet
+    clock.advance(0.1)
+    assert await reader.get("a.example") == make_entry("a.example", clock.now - 0.1, reason="v1")
+    await reader.put(make_entry("b.example", clock.now))  # its own writes change nothing
+    for _ in range(4):  # 10 s, twice hot_ttl, with a check every hot_ttl / 2
+        clock.advance(2.5)
+        await reader.check_quiet()
+    vouched = reader.trusted_until(reader.loaded_at("a.example")) > clock.now
+    assert vouched == (second.name == "sqlite")  # data_version; network stores never vouch
+    reads = counting.calls["get"]
+    assert await reader.get("a.example") is not None
+    await asyncio.sleep(0.05)
+    assert counting.calls["get"] == reads + (0 if vouched else 1)  # re-read only if stale
+    await writer.put(make_entry("a.example", clock.now, reason="v2"))
+    await reader.check_quiet()  # sees the other writer's commit
+    clock.advance(5.0)
+    assert await reader.get("a.example") is not None  # the copy, re-read in the background
+
+    async def reason() -> str:
+        entry = await reader.get("a.example")
+        return "" if entry is None or entry.dane is None else entry.dane.result.reason
+
+    await eventually(reason, expect="v2")
+
+
 async def test_policy_cache_usage_counts_reach_backend_in_one_batch(
     backend: CacheBackend, clock: FakeClock
 ) -> None:

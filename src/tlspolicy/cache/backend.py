@@ -102,6 +102,11 @@ class CacheBackend(Protocol):
     async def delete_override(self, domain: str) -> bool:
         """Remove the override of ``domain``; True when there was one."""
 
+    async def unchanged_elsewhere(self) -> bool:
+        """True when no other process or connection wrote since the previous call (so the
+        copies this process holds are still current, ``cache.quiet``); False when it did,
+        on the first call, or when the backend cannot tell (redis, postgres)."""
+
     async def aclose(self) -> None:
         """Release connections and threads. Safe to call twice."""
 

@@ -128,6 +128,9 @@ class MemoryBackend:
     async def delete_override(self, domain: str) -> bool:
         return self._overrides.pop(domain, None) is not None
 
+    async def unchanged_elsewhere(self) -> bool:
+        return True  # the store lives in this process: nobody else writes it
+
     async def aclose(self) -> None:
         return None
 

@@ -212,6 +212,9 @@ class PostgresBackend(PostgresOverrides):
                 "DELETE FROM tlspolicy_leases WHERE key = $1 AND owner = $2", key, owner
             )
 
+    async def unchanged_elsewhere(self) -> bool:
+        return False  # shared: other servers write all the time; copies are re-read instead
+
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         self._schema_ready = False

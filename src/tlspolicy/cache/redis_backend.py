@@ -191,6 +191,9 @@ class RedisBackend(RedisOverrides):
         with self._mapped_errors():
             await self._script(RELEASE_LEASE_LUA, [LEASE_PREFIX + key.encode()], (owner,))
 
+    async def unchanged_elsewhere(self) -> bool:
+        return False  # shared: other servers write all the time; copies are re-read instead
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         sentinel, self._sentinel = self._sentinel, None

@@ -16,6 +16,8 @@ Rules kept here:
   rows are also deleted every ``CLEANUP_INTERVAL_S`` as a side effect of writes.
 * Writes of one moment share a transaction (``cache.group_commit``); each ``put`` still
   returns only once its row is committed, and raises the batch's ``CacheError``.
+* ``unchanged_elsewhere`` compares ``PRAGMA data_version``: another process's commit (a
+  worker, the admin CLI) changes it, this connection's own do not (``cache.quiet``).
 * Every ``sqlite3`` or OS error becomes ``CacheError`` in ``SqliteThread.run``, nowhere else.
 """
 
@@ -93,6 +95,7 @@ class SqliteBackend(SqliteOverrides, SqliteLeases):
         self._conn: sqlite3.Connection | None = None
         self._count = 0
         self._next_cleanup = 0.0
+        self._data_version: int | None = None  # PRAGMA data_version as last seen
 
     # --- async API (event loop side) -------------------------------------------------
 
@@ -137,6 +140,9 @@ class SqliteBackend(SqliteOverrides, SqliteLeases):
     async def count(self) -> int:
         return await self._thread.run(self._count_sync, self._clock())
 
+    async def unchanged_elsewhere(self) -> bool:
+        return await self._thread.run(self._unchanged_sync)
+
     async def aclose(self) -> None:
         if not self._thread.started:
             return
@@ -159,6 +165,7 @@ class SqliteBackend(SqliteOverrides, SqliteLeases):
             self._conn.execute("SELECT 1").fetchall()  # the reconnect probe
             return None
         self._conn, moved = open_database(self.path, now, recover=self._recover)
+        self._data_version = None  # a new connection: its counter starts afresh
         self._conn.execute(OVERRIDES_SCHEMA)
         self._count = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         self._cleanup(now)
@@ -168,6 +175,14 @@ class SqliteBackend(SqliteOverrides, SqliteLeases):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    def _unchanged_sync(self) -> bool:
+        """``PRAGMA data_version`` changes when another connection commits to the file,
+        never for this connection's own writes (sqlite.org/pragma.html#pragma_data_version)."""
+        version = int(self._db().execute("PRAGMA data_version").fetchone()[0])
+        unchanged = version == self._data_version
+        self._data_version = version
+        return unchanged
 
     def _get_sync(self, domains: list[str], now: float) -> dict[str, CacheEntry]:
         db = self._db()

@@ -7,7 +7,9 @@ Rules kept here:
   ``hot_ttl`` seconds is still answered at once and re-read from the backend in the
   background (one read per domain at a time), except with the memory backend (whose store
   lives in this process). So another server's update (redis, postgres) or an admin command
-  on the sqlite file is seen within ``hot_ttl`` plus one backend read. ``get_fresh`` reads
+  on the sqlite file is seen within ``hot_ttl`` plus one backend read. A backend that can
+  tell that nobody else wrote (sqlite) vouches for all copies at once every ``hot_ttl / 2``
+  (``run_quiet_checks``, ``cache.quiet``): while it does, no copy is re-read. ``get_fresh`` reads
   the backend now, for callers that are about to look up or write anyway. Writes of this
   process are visible at once. A domain the backend lacked is remembered as absent for
   ``hot_ttl`` too (``cache.hot``).
@@ -33,24 +35,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
 from tlspolicy.cache.backend import CacheBackend
 from tlspolicy.cache.domain_locks import DomainLocks
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.cache.hot import HotLayer, OvertakenReads
 from tlspolicy.cache.outage import Outage
+from tlspolicy.cache.quiet import QuietChecks
+from tlspolicy.cache.store_admin import AdminCalls
 from tlspolicy.cache.usage import MIN_PENDING_DOMAINS, PendingUses
 from tlspolicy.errors import CacheError
-
-T = TypeVar("T")
 
 # How often run_maintenance writes usage counters and dirty entries, in seconds.
 FLUSH_INTERVAL_S = 10.0
 
 
-class PolicyCache:
+class PolicyCache(AdminCalls):
     """The hot layer plus one ``CacheBackend``; one instance per process and event loop."""
 
     def __init__(
@@ -76,6 +77,7 @@ class PolicyCache:
         self._reloading: dict[str, asyncio.Task[CacheEntry | None]] = {}
         self._write_order = DomainLocks()
         self._outage = Outage(backend.name, backend.open, clock=clock, logger=self._log)
+        self._quiet = QuietChecks(hot_ttl, always=not self._revalidate)
 
     # --- status ----------------------------------------------------------------------
 
@@ -118,6 +120,36 @@ class PolicyCache:
             await asyncio.sleep(interval)
             await self.flush()
 
+    async def run_quiet_checks(self) -> None:
+        """Ask the backend every ``hot_ttl / 2`` s whether another process wrote, until
+        cancelled (nothing to ask for the memory backend)."""
+        if not self._revalidate:
+            return
+        while True:
+            await self.check_quiet()  # the first at once: what is read after it can count
+            await asyncio.sleep(self._hot_ttl / 2)
+
+    async def check_quiet(self) -> None:
+        """One check (``cache.quiet``); a failing backend counts as changed."""
+        started = self._clock()
+        unchanged = False
+        if self._outage.healthy:
+            try:
+                unchanged = await self._backend.unchanged_elsewhere()
+            except CacheError as exc:
+                self._fail(exc)
+        self._quiet.checked(started, self._clock(), unchanged)
+
+    def trusted_until(self, loaded_at: float) -> float:
+        """Until when data this process read (or wrote) at ``loaded_at`` holds without a
+        new read (``cache.quiet``); the answer memo lives no longer."""
+        return self._quiet.trusted_until(loaded_at)
+
+    def loaded_at(self, domain: str) -> float:
+        """When the in-process copy of ``domain`` was read or written (0: none)."""
+        slot = self._hot.slot(domain, self._clock())
+        return 0.0 if slot is None else slot.loaded_at
+
     async def aclose(self) -> None:
         """Write what is pending (best effort), then close the backend."""
         reloads = list(self._reloading.values())
@@ -142,7 +174,9 @@ class PolicyCache:
                 return None
             return await self._load(domain, now)
         self._hot.promote(domain)
-        stale = self._revalidate and not slot.dirty and now - slot.loaded_at >= self._hot_ttl
+        stale = (
+            self._revalidate and not slot.dirty and now >= self._quiet.trusted_until(slot.loaded_at)
+        )
         if stale and domain not in self._reloading:
             # Answer with the copy now; the hot path never waits for the backend.
             task = asyncio.create_task(self._load(domain, now), name=f"cache-reload:{domain}")
@@ -203,68 +237,6 @@ class PolicyCache:
             return
         self._hot.add_uses(batch)
 
-    # --- leases ----------------------------------------------------------------------
-
-    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
-        """Take the lease; during an outage answer True (act alone rather than wait)."""
-        if not await self._ready():
-            return True
-        try:
-            return await self._backend.acquire_lease(key, owner, ttl)
-        except CacheError as exc:
-            self._fail(exc)
-            return True
-
-    async def release_lease(self, key: str, owner: str) -> None:
-        if not await self._ready():
-            return
-        try:
-            await self._backend.release_lease(key, owner)
-        except CacheError as exc:
-            self._fail(exc)
-
-    # --- admin -----------------------------------------------------------------------
-
-    async def delete(self, domain: str) -> bool:
-        """Forget ``domain`` here and in the backend; True if the backend had it live.
-
-        Raises:
-            CacheError: the backend is unavailable (the hot copy is gone anyway).
-        """
-        self._overtaken.wrote(domain)
-        self._hot.forget(domain)
-        self._uses.discard(domain)
-        async with self._write_order.turn(domain):
-            return await self._admin(lambda: self._backend.delete(domain))
-
-    async def purge(self) -> int:
-        """Forget everything; returns how many stored entries the backend removed.
-
-        Raises:
-            CacheError: the backend is unavailable (the hot layer is cleared anyway).
-        """
-        self._overtaken.purged()
-        self._hot.clear()
-        self._uses.clear()
-        return await self._admin(self._backend.purge)
-
-    async def entries(self) -> list[CacheEntry]:
-        """Every live stored entry, sorted by domain, with counters flushed first.
-
-        Raises:
-            CacheError: the backend is unavailable.
-        """
-        await self.flush()
-        return await self._admin(self._backend.entries)
-
-    async def count(self) -> int:
-        """How many live entries the backend holds.
-
-        Raises:
-            CacheError: the backend is unavailable.
-        """
-        return await self._admin(self._backend.count)
-
     # --- internals -------------------------------------------------------------------
 
     async def _load(self, domain: str, now: float) -> CacheEntry | None:
@@ -289,17 +261,6 @@ class PolicyCache:
             return None
         self._hot.install(entry, now, name=domain)
         return entry
-
-    async def _admin(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run an admin call; unlike the hot path it raises when the backend is down."""
-        if not await self._ready():
-            reason = self._outage.reason
-            raise CacheError(f"cache backend {self._backend.name} unavailable: {reason}")
-        try:
-            return await call()
-        except CacheError as exc:
-            self._fail(exc)
-            raise
 
     async def _ready(self) -> bool:
         return await self._outage.ready()

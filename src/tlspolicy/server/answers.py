@@ -45,7 +45,7 @@ class Answerer:
         self.service = service
         self.metrics = metrics
         self.clock = clock
-        self.memo = memo or AnswerMemo()
+        self.memo = memo or AnswerMemo(trusted_until=service.cache.trusted_until)
         self._counting = type(metrics) is not NullMetrics  # exactly the sink that drops all
         service.on_stored.append(self.memo.forget)
 
@@ -97,6 +97,9 @@ class Answerer:
             memo.override = outcome.source is Source.OVERRIDE
             memo.map_name = sys.intern(name)  # a configured map's name: one copy
             memo.wire = _framed(reply.text)
+            if outcome.source is Source.CACHE:
+                memo.holds_until = outcome.holds_until
+                memo.basis = self.service.cache.loaded_at(outcome.domain)
             self.memo.put((name, key), memo)
         self.metrics.query(name, reply.kind)
         return reply.text

@@ -139,6 +139,10 @@ class CountingBackend:
         self.calls["delete_override"] += 1
         return await self.inner.delete_override(domain)
 
+    async def unchanged_elsewhere(self) -> bool:
+        self.calls["unchanged_elsewhere"] += 1
+        return await self.inner.unchanged_elsewhere()
+
     async def aclose(self) -> None:
         self.calls["aclose"] += 1
         await self.inner.aclose()
@@ -198,6 +202,10 @@ class FlakyBackend(CountingBackend):
     async def count(self) -> int:
         self._check("count")
         return await self.inner.count()
+
+    async def unchanged_elsewhere(self) -> bool:
+        self._check("unchanged_elsewhere")
+        return False  # a network store: others may write at any time
 
     async def overrides(self) -> dict[str, str]:
         self._check("overrides")

@@ -171,3 +171,27 @@ async def test_sqlite_backend_readable_after_kill_9_mid_write(
     assert len(entries) >= 300
     assert all(e.dane is not None and e.dane.result.reason == "r" * 500 for e in entries)
     await backend.aclose()
+
+
+async def test_sqlite_backend_unchanged_elsewhere_sees_only_other_connections(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    path = tmp_path / "cache.sqlite3"
+    server = SqliteBackend(path, max_entries=10, clock=clock)
+    other = SqliteBackend(path, max_entries=10, clock=clock)
+    await server.open()
+    await other.open()
+    assert await server.unchanged_elsewhere() is False  # the first call cannot tell
+    assert await server.unchanged_elsewhere() is True
+    await server.put(make_entry("own.example", clock.now))
+    assert await server.unchanged_elsewhere() is True  # its own writes do not count
+    assert await other.get("own.example") is not None
+    assert await server.unchanged_elsewhere() is True  # nor another's reads
+    await other.put(make_entry("other.example", clock.now))
+    assert await server.unchanged_elsewhere() is False
+    assert await server.unchanged_elsewhere() is True
+    await other.delete("own.example")
+    assert await server.unchanged_elsewhere() is False
+    await server.aclose()
+    await other.aclose()
