@@ -140,7 +140,9 @@ def plan_answer(
             refresh, until = True, now
     if dane is not None and dane.level is not DaneLevel.NONE:
         decision = decide_dane_first(domain, dane, None, profile)
-        return _reused(decision, until, now, settings, dane, StsStep.NONE, view, refresh)
+        return _reused(
+            decision, until, now, settings, dane=dane, step=StsStep.NONE, view=view, refresh=refresh
+        )
     if view.freshness is Freshness.STALE:
         return CachePlan(None, 0.0, dane, StsStep.LOOKUP, view, refresh)
     step = StsStep.BACKGROUND if view.freshness is Freshness.RECHECK else StsStep.NONE
@@ -148,7 +150,7 @@ def plan_answer(
         return CachePlan(None, 0.0, None, step, view, refresh)
     decision = decide_sts(domain, view, profile, temp_on_dns_failure=settings.temp_on_dns_failure)
     until = min(until, fresh_until(state, now, recheck_interval=settings.recheck_interval))
-    return _reused(decision, until, now, settings, dane, step, view, refresh)
+    return _reused(decision, until, now, settings, dane=dane, step=step, view=view, refresh=refresh)
 
 
 def decide_live(
@@ -168,8 +170,17 @@ def decide_live(
     return decide_sts(domain, view, profile, temp_on_dns_failure=settings.temp_on_dns_failure)
 
 
-def _reused(decision: Decision, holds: float, now: float, settings: PlanSettings,
-            dane: DaneResult, step: StsStep, view: StsView, refresh: bool) -> CachePlan:  # fmt: skip
+def _reused(
+    decision: Decision,
+    holds: float,
+    now: float,
+    settings: PlanSettings,
+    *,
+    dane: DaneResult,
+    step: StsStep,
+    view: StsView,
+    refresh: bool,
+) -> CachePlan:
     """A plan that answers ``decision``, reusable while the data ``holds`` (never TEMP)."""
     if decision.verdict is Verdict.TEMP:
         holds = 0.0
