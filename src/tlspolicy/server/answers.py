@@ -47,6 +47,7 @@ class Answerer:
         self.clock = clock
         self.memo = memo or AnswerMemo(trusted_until=service.cache.trusted_until)
         self._counting = type(metrics) is not NullMetrics  # exactly the sink that drops all
+        self._note_use = service.cache.note_use  # bound once: every hot answer calls it
         service.on_stored.append(self.memo.forget)
 
     def answer_now(self, name: str, key: str) -> str | None:
@@ -64,18 +65,23 @@ class Answerer:
         memo = self.memo.get_wire(request, now)
         if memo is None:
             return None
-        self._count_hit(memo.map_name, memo, now)
+        self._note_use(memo.domain, now)  # _count_hit, inline: every hot answer runs this
+        if self._counting:
+            self._count_metrics(memo.map_name, memo)
         return memo.wire
 
     def _count_hit(self, name: str, memo: Memo, now: float) -> None:
-        self.service.cache.note_use(memo.domain, now)
+        self._note_use(memo.domain, now)
         if self._counting:  # NullMetrics (no metrics_listen) counts nothing: skip the calls
-            self.metrics.cache("hot", True)
-            if memo.shadow_kind:
-                self.metrics.shadow(memo.shadow_kind)
-            if memo.override:
-                self.metrics.override("active")  # counted like the answer it repeats
-            self.metrics.query(name, memo.kind)
+            self._count_metrics(name, memo)
+
+    def _count_metrics(self, name: str, memo: Memo) -> None:
+        self.metrics.cache("hot", True)
+        if memo.shadow_kind:
+            self.metrics.shadow(memo.shadow_kind)
+        if memo.override:
+            self.metrics.override("active")  # counted like the answer it repeats
+        self.metrics.query(name, memo.kind)
 
     async def answer(self, name: str, key: str) -> str:
         """The reply payload for one request (framing errors never reach here)."""
