@@ -127,8 +127,6 @@ class SharedAnswers:
             flight.future.set_exception(error)
 
     def _keep(self, key: Key, answer: DnsAnswer) -> None:
-        if self.reuse_s <= 0:  # the default: every answer passes here, skip the min()
-            return
         lifetime = min(float(answer.ttl), self.reuse_s)
         if lifetime <= 0:
             return
