@@ -32,9 +32,11 @@ install_debian_packages() {
     if [ -n "$added_policy" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
 }
 
-# make_venv EXTRAS: a virtualenv with the package installed (editable) with EXTRAS.
-make_venv() {
-    local extras="$1"
+# ensure_uv: uv (the installer that reads uv.lock) in its own small virtualenv, installed by
+# pip from scripts/uv-requirements.txt with --require-hashes, so uv is pinned like the rest.
+UV_TOOLS="${TLSPOLICY_UV_TOOLS:-$ROOT/.venv-uv}"
+UV="$UV_TOOLS/bin/uv"
+ensure_uv() {
     if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "tlspolicy needs Python >= 3.11" >&2
         exit 2
@@ -42,9 +44,31 @@ make_venv() {
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         install_debian_packages python3-venv python3-pip
     fi
-    if [ ! -x "$VENV/bin/python" ]; then
-        python3 -m venv "$VENV"
+    local wanted
+    wanted="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' "$ROOT/scripts/uv-requirements.txt")"
+    if [ -x "$UV" ] && [ "$("$UV" --version | cut -d' ' -f2)" = "$wanted" ]; then
+        return 0
     fi
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$extras]"
+    rm -rf "$UV_TOOLS"
+    python3 -m venv "$UV_TOOLS"
+    "$UV_TOOLS/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir \
+        --require-hashes -r "$ROOT/scripts/uv-requirements.txt"
+}
+
+# make_venv [--dev] [EXTRA...]: the project virtualenv ($VENV) holding exactly what uv.lock
+# names for the package (editable) with EXTRAS and, with --dev, the test and tool chain
+# (the dev dependency group). --locked: a uv.lock that no longer matches pyproject.toml is
+# an error, never a silent re-resolution (scripts/lock refreshes it on purpose).
+make_venv() {
+    ensure_uv
+    local args=() dev=--no-dev
+    for arg in "$@"; do
+        case "$arg" in
+            --dev) dev="" ;;
+            *) args+=(--extra "$arg") ;;
+        esac
+    done
+    if [ -n "$dev" ]; then args+=("$dev"); fi
+    (cd "$ROOT" && UV_PROJECT_ENVIRONMENT="$VENV" UV_PYTHON_DOWNLOADS=never \
+        "$UV" sync --locked --quiet --python "$(command -v python3)" ${args[@]+"${args[@]}"})
 }

@@ -25,6 +25,7 @@ from tlspolicy.configcheck import (
     file_mode,
     fraction,
     list_of,
+    needs_extra,
     optional_string,
     positive,
     positive_int,
@@ -196,6 +197,10 @@ def _cache(data: Any) -> CacheConfig:
         and not config.url.startswith(("postgresql://", "postgres://"))
     ):
         raise ConfigError("cache.url: must start with postgresql://")
+    if backend == "redis":
+        needs_extra("cache.backend", "the redis backend", "redis", "redis")
+    if backend == "postgres":
+        needs_extra("cache.backend", "the postgres backend", "postgres", "asyncpg")
     s.finish()
     return config
 

@@ -5,6 +5,7 @@ number"). Shared by ``config`` and ``tlsrpt.settings``, so both speak the same m
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -13,6 +14,22 @@ from tlspolicy.errors import ConfigError
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
+
+
+def needs_extra(key: str, why: str, extra: str, *modules: str) -> None:
+    """Refuse, at load time, a setting whose optional dependency is not installed.
+
+    The Redis, PostgreSQL and mail dependencies are extras (``pyproject.toml``): a plain
+    install stays small, and the first thing an operator who configures one of them without
+    it sees is this message, from ``check-config`` as from ``serve``, not an ImportError.
+    """
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"{key}: {why} needs the Python package {', '.join(missing)}, which is not"
+            f" installed: install the [{extra}] extra (pip install 'postfix-tlspolicy[{extra}]')"
+            " or Debian's python3- package of the same name"
+        )
 
 
 def non_negative(key: str, value: Any) -> float:

@@ -24,14 +24,16 @@ from tests.lab.scenario import Lab
 START_TIMEOUT_S = 15.0
 
 
-def tlspolicy_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tlspolicy", *args]
+def tlspolicy_command(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "tlspolicy", *args]
 
 
 class ServerProcess:
     """One running server; ``stop()`` sends SIGTERM and waits."""
 
-    def __init__(self, lab: Lab, workdir: Path, **overrides: Any) -> None:
+    def __init__(
+        self, lab: Lab, workdir: Path, *, python: str = sys.executable, **overrides: Any
+    ) -> None:
         self.lab = lab
         self.workdir = workdir
         self.config_path = lab.write_config(workdir / "tlspolicy.yml", **overrides)
@@ -43,7 +45,7 @@ class ServerProcess:
         self.log_path = workdir / "server.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            tlspolicy_command("serve", "-c", str(self.config_path)),
+            tlspolicy_command("serve", "-c", str(self.config_path), python=python),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

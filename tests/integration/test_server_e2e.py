@@ -179,7 +179,7 @@ def test_e2e_bad_config_is_a_clear_message(tmp_path: Path, text: str, message: s
         timeout=30,
         check=False,
     )
-    assert done.returncode == 2
+    assert done.returncode == 78  # EX_CONFIG
     assert message in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -233,9 +233,7 @@ class RedisBackend(RedisOverrides):
         }
         if parsed.sentinel_password is not None:
             sentinel_kwargs["password"] = parsed.sentinel_password
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs
-        )
+        self._sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs)
         client: Redis = self._sentinel.master_for(
             parsed.service,
             db=parsed.db,

@@ -2,7 +2,9 @@
 
 Exit status of ``query``: 0 a policy was found (``OK``), 1 no policy (``NOTFOUND``),
 75 (EX_TEMPFAIL) a temporary failure (``TEMP``), 78 (EX_CONFIG) a permanent error
-(``PERM``); 2 for usage and configuration errors, as for every command.
+(``PERM``). Every command exits 2 for a usage error and 78 (EX_CONFIG) for a configuration
+error: systemd's ``Restart=on-failure`` must not loop on what only an edit can fix
+(``RestartPreventExitStatus=78`` in contrib/tlspolicy.service).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"tlspolicy: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     try:
         if args.command == "serve":
             return _run(serve(config, args.config))
@@ -97,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(overrides_cli.run(config, args))
         return _run(admin.run(config, args))
     except ConfigError as exc:
-        print(f"tlspolicy: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"tlspolicy: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except TlsPolicyError as exc:
         print(f"tlspolicy: {exc}", file=sys.stderr)
         return EXIT_TEMPFAIL
@@ -143,6 +145,8 @@ def check_config(config: Config) -> int:
     Exit 1 when a map Postfix uses would make it defer mail (an ERROR piece of advice).
     """
     print(f"{config.source}: OK")
+    if (unsigned := config.tlsrpt.unsigned_mail) is not None:
+        print(f"WARNING: {unsigned}")
     facts = (
         read_postfix(config.postfix.postconf, config.postfix.config_directory)
         if config.postfix.postconf
