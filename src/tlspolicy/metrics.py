@@ -255,6 +255,11 @@ class Metrics(OperatorMetrics):
             ["method", "outcome"],
             registry=r,
         )
+        self._tlsrpt_late = Counter(
+            "tlspolicy_tlsrpt_late_sessions_total",
+            "TLS sessions stored for a day after that day's report was built (not reported)",
+            registry=r,
+        )
         self._tlsrpt_datagrams = {
             o: datagrams.labels(outcome=o) for o in (*TLSRPT_DATAGRAM_OUTCOMES, OTHER)
         }
@@ -278,6 +283,9 @@ class Metrics(OperatorMetrics):
             child = self._tlsrpt_sessions.get((OTHER, result))
         if child is not None:
             child.inc()
+
+    def tlsrpt_late(self, n: int) -> None:
+        self._tlsrpt_late.inc(n)
 
     def tlsrpt_report(self, method: str, outcome: str) -> None:
         child = self._tlsrpt_reports.get((method, outcome))

@@ -140,5 +140,8 @@ class NullMetrics:
     def tlsrpt_report(self, method: str, outcome: str) -> None:
         return None
 
+    def tlsrpt_late(self, n: int) -> None:
+        return None
+
 
 NULL_METRICS = NullMetrics()

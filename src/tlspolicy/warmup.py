@@ -76,9 +76,14 @@ REPORTER_MODULES = (
     "aiohttp.client",
     "aiohttp.connector",
     "aiohttp.resolver",
+    "aiohttp.abc",
     "tlspolicy.tlsrpt.reporter",
     "tlspolicy.tlsrpt.deliver",
+    "tlspolicy.tlsrpt.mail",
 )
+# Imported when mail reports are on (the [mail] extra; tlsrpt/deliver.py, tlsrpt/mail.py).
+MAIL_MODULES = ("aiosmtplib", "email.policy", "email.generator")
+DKIM_MODULES = ("dkim", "dkim.crypto", "dkim.util")
 # Imported only by the cache backend in use.
 BACKEND_MODULES = {
     "sqlite": ("sqlite3",),
@@ -107,6 +112,10 @@ def modules_for(config: Config) -> list[str]:
         names += METRICS_MODULES
     if config.tlsrpt.reporter:
         names += REPORTER_MODULES
+        if config.tlsrpt.mail_reports:
+            names += MAIL_MODULES
+        if config.tlsrpt.dkim_key is not None:
+            names += DKIM_MODULES
     if config.tlsrpt.store_backend == "postgres":  # tlsrpt/backend.py imports it lazily
         names += [*BACKEND_MODULES["postgres"], "tlspolicy.tlsrpt.postgres_backend"]
     return names

@@ -40,25 +40,29 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 import yaml
 
 from tests.integration.postfixlab import PostfixLab, start_postfix_lab
 from tests.integration.server import tlspolicy_command
+from tests.lab.dkimkey import DkimTestKey
 from tests.lab.mxsinks import Received
-from tests.lab.netutil import wait_until
+from tests.lab.netutil import LOOPBACK, wait_until
 from tests.lab.postfix310 import MYHOSTNAME
+from tests.lab.readme import readme_block
 from tests.lab.scenario import Lab, txt
 from tests.lab.smtpcases import GOOD_MX, REPORT_ADDRESS, REPORT_DOMAIN
-from tests.lab.tlsrpt_sinks import HttpsSink
+from tests.lab.tlsrpt_sinks import SINK_HOST, HttpsSink
 from tests.schemas import validate_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.postfix310]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 README_HOST = "mx.example.net"  # the README's submitter, replaced by the lab Postfix's name
 SUBMITTER = MYHOSTNAME
 SENDER = f"noreply-tlsrpt@{SUBMITTER}"
+DKIM_SELECTOR = "tlsrpt"
+DKIM = DkimTestKey(DKIM_SELECTOR, SUBMITTER)  # the README's dkim_key, for the lab
 DAY = "2026-06-15"
 COLLECT_NOW = f"{DAY}T12:00:00Z"
 SEND_NOW = "2026-06-16T06:00:00Z"  # after 00:00 + delay (900 s) + spread (14400 s)
@@ -77,15 +81,13 @@ TLSRPT_LOG = re.compile(
 )
 
 
-def readme_block(label: str) -> str:
-    """The first fenced block after ``**label**`` in the README's TLSRPT section."""
-    section = README.read_text().split("\n## TLSRPT\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split(f"**{label}**", 1)[1].split("```", 2)[1]
-    return block.split("\n", 1)[1].replace(README_HOST, SUBMITTER)
+def readme_tlsrpt(label: str) -> str:
+    """The README TLSRPT section's block after ``**label**``, for the lab's host name."""
+    return readme_block("TLSRPT", label).replace(README_HOST, SUBMITTER)
 
 
 def main_cf_settings() -> list[str]:
-    lines = readme_block("main.cf").splitlines()
+    lines = readme_tlsrpt("main.cf").splitlines()
     return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -104,8 +106,9 @@ class Reporter:
     """The README's ``tlsrpt:`` section for the lab; ``collect`` runs the collector."""
 
     def __init__(self, lab: Lab, plab: PostfixLab, https: HttpsSink, workdir: Path) -> None:
-        section = yaml.safe_load(readme_block("tlspolicy.yml"))["tlsrpt"]
-        assert section["submitter"] == SUBMITTER and section["sender"] == SENDER, section
+        section = yaml.safe_load(readme_tlsrpt("tlspolicy.yml"))["tlsrpt"]
+        assert section["contact_info"].endswith(f"@{SUBMITTER}"), section
+        assert section["sender"] == SENDER and section["dkim_selector"] == DKIM_SELECTOR
         del section["socket_group"]
         assert plab.smtp_address is not None
         section.update(
@@ -115,8 +118,9 @@ class Reporter:
             smtp_host=plab.smtp_address[0],
             smtp_port=plab.smtp_address[1],
             smtp_timeout=20,
-            https_ca_file=str(https.ca_file),
             https_timeout=20,
+            dkim_key=str(DKIM.write_pem(workdir)),
+            **https.reporter_settings(),
         )
         self.config = lab.write_config(workdir / "tlspolicy.yml", tlsrpt=section)
         self.log = workdir / "collect.log"
@@ -181,7 +185,7 @@ def plab(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postfix
         lab,
         tmp_path_factory.mktemp("postfix310-reports"),
         settings=main_cf_settings(),
-        master_cf=readme_block("master.cf"),
+        master_cf=readme_tlsrpt("master.cf"),
         smtpd=True,
     ) as running:
         yield running
@@ -203,6 +207,7 @@ def outcome(
     record = f"v=TLSRPTv1; rua=mailto:{REPORT_ADDRESS},{https_sink.url('/report')}"
     for domain in CASES:
         lab.dns.set_records(f"_smtp._tls.{domain}", "TXT", [txt(record)])
+    lab.dns.set_records(SINK_HOST, "A", [LOOPBACK])
     lab.dns.apply()
     reporter = Reporter(lab, plab, https_sink, tmp_path_factory.mktemp("reporter"))
     result = Outcome()
@@ -298,7 +303,7 @@ def test_show_gives_a_valid_report_with_the_deliveries_counts(outcome: Outcome) 
             "end-datetime": f"{DAY}T23:59:59Z",
         }
         assert report["organization-name"] == "Example Networks"
-        assert report["contact-info"] == "postmaster@example.net"
+        assert report["contact-info"] == f"postmaster@{SUBMITTER}"
         (item,) = report["policies"]
         assert item["policy"]["policy-type"] == policy_type, report
         ok, failed = expected_counts(domain)
@@ -373,6 +378,7 @@ def test_report_mail_is_an_rfc8460_report(outcome: Outcome) -> None:
         assert msg.get_param("report-type") == "tlsrpt"
         assert msg["TLS-Required"] == "No"
         assert msg["TLS-Report-Submitter"] == SUBMITTER
+        assert dkim.verify(mail.data, dnsfunc=DKIM.dnsfunc, tlsrpt="strict"), domain
         assert msg["From"] == SENDER and msg["To"] == REPORT_ADDRESS
         assert msg["Subject"] == (
             f"Report Domain: {domain} Submitter: {SUBMITTER} Report-ID: <{report['report-id']}>"
@@ -381,6 +387,7 @@ def test_report_mail_is_an_rfc8460_report(outcome: Outcome) -> None:
         assert text.get_content_type() == "text/plain"
         assert attachment.get_content_type() == "application/tlsrpt+gzip"
         name = attachment.get_filename() or ""
+        assert f'filename="{name}"'.encode() in mail.data  # plain, not RFC 2231 pieces
         assert re.fullmatch(rf"{re.escape(SUBMITTER)}!{re.escape(domain)}!\d+!\d+!\S+\.json\.gz",
                             name), name  # fmt: skip
         payload = attachment.get_payload(decode=True)

@@ -18,8 +18,9 @@ import pytest
 
 from tests.integration.server import ServerProcess
 from tests.integration.test_tlsrpt_collect_e2e import TOMORROW, Collect, tlspolicy, wait_for
+from tests.lab.netutil import LOOPBACK
 from tests.lab.scenario import Lab
-from tests.lab.tlsrpt_sinks import HttpsSink, SmtpSink, running_sinks
+from tests.lab.tlsrpt_sinks import SINK_HOST, HttpsSink, SmtpSink, running_sinks
 from tests.schemas import validate_report
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
 
@@ -43,7 +44,7 @@ def sections(tmp_path: Path, smtp: SmtpSink, https: HttpsSink) -> dict[str, Any]
             "organization_name": "Example Networks",
             "smtp_host": "127.0.0.1",
             "smtp_port": smtp.port,
-            "https_ca_file": str(https.ca_file),
+            **https.reporter_settings(),
         },
     }
 
@@ -55,6 +56,7 @@ def lab_config(lab: Lab, tmp_path: Path, smtp: SmtpSink, https: HttpsSink) -> Pa
 def publish(lab: Lab, https: HttpsSink) -> str:
     record = f"v=TLSRPTv1; rua=mailto:reports@{DOMAIN},{https.url('/report')}"
     lab.dns.set_records(f"_smtp._tls.{DOMAIN}", "TXT", [f'"{record}"'])
+    lab.dns.set_records(SINK_HOST, "A", [LOOPBACK])
     lab.dns.apply()
     return record
 

@@ -29,6 +29,7 @@ from tests.integration.server import ServerProcess
 from tests.lab.scenario import Lab
 from tests.schemas import validate_report
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
+from tlspolicy.tlsrpt.postgres_backend import TABLES
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +172,7 @@ def test_tlsrpt_collect_without_socket_is_a_config_error(tmp_path: Path) -> None
     path = tmp_path / "c.yml"
     path.write_text(yaml.safe_dump({"cache": {"path": str(tmp_path / "c.sqlite3")}}))
     done = tlspolicy("tlsrpt", "collect", "-c", str(path))
-    assert done.returncode == 2 and "tlsrpt.collector_socket" in done.stderr
+    assert done.returncode == 78 and "tlsrpt.collector_socket" in done.stderr
 
 
 @pytest.mark.postgres
@@ -203,9 +204,7 @@ def asyncio_run_drop(url: str) -> bool:
 
     async def drop() -> None:
         conn = await asyncpg.connect(url)
-        await conn.execute(
-            "DROP TABLE IF EXISTS tlsrpt_sessions, tlsrpt_failures, tlsrpt_deliveries"
-        )
+        await conn.execute(f"DROP TABLE IF EXISTS {TABLES}")
         await conn.close()
 
     asyncio.run(drop())
@@ -258,6 +257,28 @@ def test_tlsrpt_collect_drops_privileges_after_binding() -> None:
         finally:
             assert collect.stop() == 0
         assert counts(config) == (3, 0)
+        store = directory / "state" / "tlsrpt.sqlite3"
+        # Created by store.open() after the drop, so owned by the unprivileged user.
+        assert store.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.parametrize("action", [("status",), ("send", "--dry-run")])
+def test_tlsrpt_commands_drop_privileges_like_serve(action: tuple[str, ...]) -> None:
+    """Under sudo, ``tlsrpt send`` would talk to recipient-chosen hosts as root."""
+    directory = Path(tempfile.mkdtemp(prefix="tlsrpt-drop-"))
+    try:
+        directory.chmod(0o755)
+        config = write_config(directory / "tlspolicy.yml")
+        data = yaml.safe_load(config.read_text())
+        data["server"] = {"user": "nobody", "group": "nogroup"}
+        config.write_text(yaml.safe_dump(data))
+        (directory / "state").mkdir()  # as serve leaves it: the server user's directory
+        os.chown(directory / "state", pwd.getpwnam("nobody").pw_uid, -1)
+        done = tlspolicy("tlsrpt", *action, "-c", str(config))
+        assert done.returncode == 0, done.stderr
         store = directory / "state" / "tlsrpt.sqlite3"
         # Created by store.open() after the drop, so owned by the unprivileged user.
         assert store.stat().st_uid == pwd.getpwnam("nobody").pw_uid

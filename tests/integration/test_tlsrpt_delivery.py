@@ -26,13 +26,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes import FakeDns
-from tests.lab.tlsrpt_sinks import HttpsSink, SmtpSink, running_sinks
+from tests.lab.netutil import LOOPBACK
+from tests.lab.tlsrpt_sinks import SINK_HOST, HttpsSink, SmtpSink, running_sinks
 from tests.schemas import validate_report
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.dnsdata import AddressRecord, TxtRecord
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.datagram import parse_datagram
+from tlspolicy.tlsrpt.postgres_backend import TABLES
 from tlspolicy.tlsrpt.reporter import Reporter
 from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import ReportStore
@@ -71,15 +73,14 @@ async def config(
     if backend == "postgres":
         url = request.getfixturevalue("postgres_server").url
         conn = await asyncpg.connect(url)
-        await conn.execute(
-            "DROP TABLE IF EXISTS tlsrpt_sessions, tlsrpt_failures, tlsrpt_deliveries"
-        )
+        await conn.execute(f"DROP TABLE IF EXISTS {TABLES}")
         await conn.close()
     yield TlsrptConfig(
         reporter=True, submitter="mx.example.net", organization_name="Example Networks",
         store_backend=backend, store_path=str(tmp_path / "tlsrpt.sqlite3"), store_url=url,
         smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_timeout=10,
-        https_ca_file=str(https.ca_file), https_timeout=10,
+        https_ca_file=str(https.ca_file), https_timeout=10, https_ports=(https.port,),
+        allow_private_addresses=True,
         delay=0, spread=0, retry_min=300, retry_max=1200, retry_for=86400,
     )  # fmt: skip
 
@@ -88,6 +89,7 @@ def dns_for(https: HttpsSink) -> FakeDns:
     dns = FakeDns()
     record = f"v=TLSRPTv1; rua=mailto:reports@example.com,{https.url('/v1/tlsrpt')}"
     dns.set("_smtp._tls.example.com", "TXT", [TxtRecord((record.encode(),))])
+    dns.set(SINK_HOST, "A", [AddressRecord(LOOPBACK)])
     return dns
 
 

@@ -14,6 +14,7 @@ from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_poli
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.datagram import FailureDetail, parse_datagram
+from tlspolicy.tlsrpt.postgres_backend import TABLES
 from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import ReportStore
 
@@ -33,9 +34,7 @@ async def config(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_server").url
         conn = await asyncpg.connect(url)
-        await conn.execute(
-            "DROP TABLE IF EXISTS tlsrpt_sessions, tlsrpt_failures, tlsrpt_deliveries"
-        )
+        await conn.execute(f"DROP TABLE IF EXISTS {TABLES}")
         await conn.close()
     yield TlsrptConfig(
         store_backend=request.param, store_path=str(tmp_path / "db" / "tlsrpt.sqlite3"),

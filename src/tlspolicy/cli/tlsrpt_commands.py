@@ -4,6 +4,10 @@
 and yesterday's counts and deliveries; ``show`` prints the exact report that is or will
 be sent; ``send`` sends what is due now (for hosts without the reporter running, and tests).
 All read ``TLSPOLICY_TLSRPT_NOW`` as "now" when it is set (tests only, see runtime.py).
+
+As root with ``server.user`` set, every action runs as that user, as ``serve`` does:
+``send`` talks to hosts that recipient domains chose, and the store's files must stay the
+server's.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +35,7 @@ from tlspolicy.tlsrpt.report import format_report, report_id, totals
 from tlspolicy.tlsrpt.runtime import TlsrptRuntime, clock_from_env
 from tlspolicy.tlsrpt.schedule import due_at
 from tlspolicy.tlsrpt.store import ReportStore
+from tlspolicy.warmup import preload
 
 if TYPE_CHECKING:
     from tlspolicy.tlsrpt.reporter import Reporter
@@ -42,6 +48,7 @@ log = logging.getLogger("tlspolicy.tlsrpt")
 async def run(config: Config, args: argparse.Namespace) -> int:
     if args.action == "collect":
         return await collect(config)
+    _drop_privileges(config, reporting=args.action in ("show", "send"))
     store = open_store(config.tlsrpt)
     await store.open()
     try:
@@ -77,9 +84,13 @@ async def collect(config: Config) -> int:
     return 0
 
 
-def _drop_privileges(config: Config) -> None:
-    """As root with ``server.user`` set: run as that user once the socket is bound."""
+def _drop_privileges(config: Config, *, reporting: bool = False) -> None:
+    """As root with ``server.user`` set: run as that user once the socket is bound, with
+    what the command may import later loaded first (``warmup.preload``: the installation
+    may not be readable by that user)."""
     if config.server.user is not None and os.geteuid() == 0:
+        reporter_on = replace(config.tlsrpt, reporter=True)
+        preload(replace(config, tlsrpt=reporter_on) if reporting else config)
         drop_privileges(config.server.user, config.server.group)
 
 
@@ -112,8 +123,11 @@ async def status(config: Config, store: ReportStore, *, as_json: bool) -> int:
                     if d.domain == domain
                 ],
             }
-            if cfg.submitter:
-                item["report_id"] = report_id(day, domain, cfg.submitter)
+            frozen = await store.frozen(day, domain)
+            if frozen is not None:
+                item["report_id"] = frozen.report_id
+            elif cfg.submitter:
+                item["report_id"] = report_id(day, domain, cfg.submitter, await store.instance())
             if cfg.suppressed(domain):
                 item["suppressed"] = True
             domains.append(item)

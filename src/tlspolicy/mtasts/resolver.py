@@ -23,10 +23,16 @@ from tlspolicy.mtasts.addresses import is_public_address
 
 
 async def connect_addresses(
-    dns: DnsClient, host: str, port: int, *, refuse_private: bool
+    dns: DnsClient,
+    host: str,
+    port: int,
+    *,
+    refuse_private: bool,
+    setting: str = "mta_sts.allow_private_addresses",
 ) -> list[AddrInfoType]:
     """The addresses to try for ``host``; ``refuse_private``: drop the non-public ones (the
-    policy host, unless ``allow_private_addresses``).
+    policy host, unless ``allow_private_addresses``; ``setting`` names that key in the
+    error, for the TLSRPT reporter's own).
 
     Raises:
         FetchError: ``dns`` (no address, or the lookups failed), ``private-address``.
@@ -42,7 +48,7 @@ async def connect_addresses(
             raise FetchError(
                 "private-address",
                 f"refused to connect to a private address: {host} has no public address "
-                f"({shown}; mta_sts.allow_private_addresses is off)",
+                f"({shown}; {setting} is off)",
             )
         addresses = public
     return [_addrinfo(address, port) for address in addresses]

@@ -27,9 +27,11 @@ from tlspolicy.tlsrpt.datagram import FailureDetail
 from tlspolicy.tlsrpt.store import (
     DELIVERY_COLUMNS,
     Delivery,
+    FrozenReport,
     delivery_from_row,
     failure_hash,
     group_hash,
+    new_instance,
 )
 
 PG_CONNECT_TIMEOUT_S = 5.0
@@ -52,7 +54,15 @@ CREATE TABLE IF NOT EXISTS tlsrpt_deliveries (
     delivered_at DOUBLE PRECISION, given_up BOOLEAN NOT NULL DEFAULT FALSE,
     lease_until DOUBLE PRECISION, PRIMARY KEY (report_id, uri));
 CREATE INDEX IF NOT EXISTS tlsrpt_deliveries_day ON tlsrpt_deliveries (day, domain);
+CREATE TABLE IF NOT EXISTS tlsrpt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tlsrpt_reports (
+    day DATE NOT NULL, domain TEXT NOT NULL, report_id TEXT NOT NULL, body BYTEA NOT NULL,
+    successful BIGINT NOT NULL, failed BIGINT NOT NULL, late BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, domain));
 """
+REPORT_COLUMNS = "day, domain, report_id, body, successful, failed, late"
+# Every table of the store (what a test drops to start from nothing).
+TABLES = "tlsrpt_sessions, tlsrpt_failures, tlsrpt_deliveries, tlsrpt_reports, tlsrpt_meta"
 
 
 class PostgresReportStore:
@@ -75,6 +85,10 @@ class PostgresReportStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_ID)
                 await conn.execute(SCHEMA)
+                await conn.execute(
+                    "INSERT INTO tlsrpt_meta VALUES ('instance', $1) ON CONFLICT DO NOTHING",
+                    new_instance(),
+                )
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
@@ -205,7 +219,44 @@ class PostgresReportStore:
             )
             status = await conn.execute("DELETE FROM tlsrpt_sessions WHERE day < $1", day)
             await conn.execute("DELETE FROM tlsrpt_deliveries WHERE day < $1", day)
+            await conn.execute("DELETE FROM tlsrpt_reports WHERE day < $1", day)
         return int(status.split()[-1])
+
+    async def instance(self) -> str:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            value = await self._db().fetchval(
+                "SELECT value FROM tlsrpt_meta WHERE key = 'instance'"
+            )
+        return str(value)
+
+    async def frozen(self, day: date, domain: str) -> FrozenReport | None:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            row = await self._db().fetchrow(
+                f"SELECT {REPORT_COLUMNS} FROM tlsrpt_reports WHERE day = $1 AND domain = $2",
+                day, domain,
+            )  # fmt: skip
+        return None if row is None else _frozen_from_row(row)
+
+    async def freeze(self, report: FrozenReport) -> FrozenReport:
+        async with self._mapped(PG_OP_TIMEOUT_S), self._db().acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO tlsrpt_reports VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (day, domain) DO NOTHING",
+                report.day, report.domain, report.report_id, report.body, report.successful,
+                report.failed, report.late,
+            )  # fmt: skip
+            row = await conn.fetchrow(
+                f"SELECT {REPORT_COLUMNS} FROM tlsrpt_reports WHERE day = $1 AND domain = $2",
+                report.day, report.domain,
+            )  # fmt: skip
+        return _frozen_from_row(row)
+
+    async def note_late(self, day: date, domain: str, late: int) -> None:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            await self._db().execute(
+                "UPDATE tlsrpt_reports SET late = $3 WHERE day = $1 AND domain = $2",
+                day, domain, late,
+            )  # fmt: skip
 
     def _db(self) -> Any:
         if self._pool is None:
@@ -214,3 +265,10 @@ class PostgresReportStore:
 
     def _mapped(self, limit_s: float) -> contextlib.AbstractAsyncContextManager[None]:
         return mapped_errors(limit_s, ReportStoreError)
+
+
+def _frozen_from_row(row: Any) -> FrozenReport:
+    return FrozenReport(
+        row["day"], row["domain"], row["report_id"], bytes(row["body"]),
+        int(row["successful"]), int(row["failed"]), int(row["late"]),
+    )  # fmt: skip

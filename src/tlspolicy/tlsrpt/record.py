@@ -20,9 +20,29 @@ Rules kept here:
 * The candidate must match the grammar in full (no naive split at ``;``), be US-ASCII, and
   carry a ``rua`` field. Extensions are kept but ignored. Several ``rua`` fields: their URIs
   are all used, in order, without duplicates.
+* A URI must be RFC 3986 characters only: ``%`` followed by two hex digits, none of
+  ``" < > \\ ^ ` { | }``, controls or spaces; anything else breaks the record.
 * A URI whose scheme is neither ``mailto:`` nor ``https:`` (tlsrpt-reporter crashed on these)
-  is valid syntax but cannot be served: it lands in ``unsupported`` and is skipped. A
-  ``mailto:`` URI's address is the part before ``?``, percent-decoded.
+  is valid syntax but cannot be served: it lands in ``unsupported`` and is skipped.
+
+The record is chosen by the recipient domain, so every destination is hostile input until
+checked here, at parse time, not when it is used:
+
+* ``https:`` URIs need a host name: LDH labels of at most 63 octets, at least two labels, at
+  most 253 characters, the last label starting with a letter, A-labels that IDNA decodes.
+  IP literals (``https://127.0.0.1/``, ``https://[::1]/``, ``https://0x7f000001/``) and
+  userinfo are unsupported: where a report goes is decided by DNS and the address guard
+  (``deliver``), never by the record. The port is kept (``deliver`` allows only the
+  configured ones); ``target`` is rebuilt from the checked parts.
+* ``mailto:`` URIs: the part before ``?``, percent-decoded, split at ``,``; each address
+  must be an RFC 5321 Mailbox of the plain kind: a dot-atom local part (RFC 5322 atext:
+  no specials, controls, spaces or non-ASCII; at most 64 octets) ``@`` a host name as
+  above. No comments, groups, quoted strings or address literals, so the address that is
+  checked is the address that is mailed: a parser cannot read ``root(@evil.example`` as
+  ``root``.
+* At most ``MAX_DESTINATIONS`` destinations per record and ``MAX_PER_HOST`` per https
+  host or mail domain, in record order; the rest land in ``dropped``. One hostile record
+  must not make the reporter send thousands of reports.
 """
 
 from __future__ import annotations
@@ -31,6 +51,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import idna
+
 from tlspolicy.dnsdata import TxtRecord
 from tlspolicy.errors import RecordSyntaxError
 
@@ -38,11 +60,22 @@ VERSION = "v=TLSRPTv1"
 _CANDIDATE_RE = re.compile(rb"v=TLSRPTv1[ \t]*;")
 _DELIM_RE = re.compile(r"[ \t]*;[ \t]*")
 _RUA_RE = re.compile(r"rua=")
-_URI_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):([\x21-\x2b\x2d-\x3a\x3c-\x7e]+)")
+# RFC 3986 characters, without "," and ";" (RFC 8460 §3: percent-encoded in a tlsrpt-uri)
+_URI_RE = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.\-]*):((?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+=]|%[0-9A-Fa-f]{2})+)"
+)
 _COMMA_RE = re.compile(r"[ \t]*,[ \t]*")
 _EXT_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.\-]{0,31})=([\x21-\x3a\x3c\x3e-\x7e]+)")
-_ADDRESS_RE = re.compile(r"[^@\s]+@[A-Za-z0-9.\-]+")
 _PERCENT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+# RFC 5322 §3.2.3 dot-atom of atext: what an RFC 5321 Local-part is without quoting
+_DOT_ATOM_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LDH_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+MAX_DESTINATIONS = 10  # destinations used per record, in record order
+MAX_PER_HOST = 2  # of them per https host or mail domain
+MAX_HOST_CHARS = 253  # RFC 1035 §3.1: 255 octets on the wire
+MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 §4.5.3.1.1
+HTTPS_PORT = 443
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +83,15 @@ class Destination:
     """One usable rua: ``method`` "mailto" (``target`` is the address) or "https" (URL).
 
     ``uri`` names the destination in the deliveries table: ``mailto:<address>`` (one per
-    address of a multi-address mailto URI) or the https URL as published.
+    address of a multi-address mailto URI) or the https URL as published. ``host`` is the
+    checked https host or mail domain (lowercase), ``port`` the https port.
     """
 
     uri: str
     method: str
     target: str
+    host: str = ""
+    port: int = HTTPS_PORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +99,7 @@ class TlsrptRecord:
     destinations: tuple[Destination, ...]
     unsupported: tuple[str, ...] = ()
     extensions: tuple[tuple[str, str], ...] = ()
+    dropped: tuple[str, ...] = ()  # usable, but over MAX_DESTINATIONS or MAX_PER_HOST
 
 
 def parse_record(text: str) -> TlsrptRecord:
@@ -101,13 +138,21 @@ def parse_record(text: str) -> TlsrptRecord:
         raise RecordSyntaxError("TLSRPT record has no rua field")
     destinations: list[Destination] = []
     unsupported: list[str] = []
+    dropped: list[str] = []
+    per_host: dict[str, int] = {}
     for uri in dict.fromkeys(uris):
         found = _destinations(uri)
-        if found:
-            destinations.extend(found)
-        else:
+        if not found:
             unsupported.append(uri)
-    return TlsrptRecord(tuple(destinations), tuple(unsupported), tuple(extensions))
+        for dest in found:
+            if dest.uri in (d.uri for d in destinations):
+                continue
+            if len(destinations) >= MAX_DESTINATIONS or per_host.get(dest.host, 0) >= MAX_PER_HOST:
+                dropped.append(dest.uri)
+                continue
+            per_host[dest.host] = per_host.get(dest.host, 0) + 1
+            destinations.append(dest)
+    return TlsrptRecord(tuple(destinations), tuple(unsupported), tuple(extensions), tuple(dropped))
 
 
 def select_record(records: Sequence[TxtRecord]) -> TlsrptRecord | None:
@@ -155,14 +200,75 @@ def _destinations(uri: str) -> list[Destination]:
     scheme, _, rest = uri.partition(":")
     scheme = scheme.lower()
     if scheme == "https":
-        host = rest.removeprefix("//").split("/", 1)[0].split("?", 1)[0]
-        if not rest.startswith("//") or not host or "@" in host:
-            return []
-        return [Destination(uri, "https", "https:" + rest)]
+        dest = _https(rest)
+        return [dest] if dest is not None else []
     if scheme == "mailto":
         decoded = _PERCENT_RE.sub(lambda m: chr(int(m.group(1), 16)), rest.split("?", 1)[0])
         addresses = [a.strip() for a in decoded.split(",") if a.strip()]
-        if not addresses or not all(_ADDRESS_RE.fullmatch(a) for a in addresses):
+        if not addresses or not all(mailbox(a) for a in addresses):
             return []
-        return [Destination(f"mailto:{a}", "mailto", a) for a in addresses]
+        return [
+            Destination(f"mailto:{a}", "mailto", a, host=a.rpartition("@")[2].lower())
+            for a in addresses
+        ]
     return []
+
+
+def _https(rest: str) -> Destination | None:
+    """The destination of ``https:<rest>``, or None (no host name, userinfo, bad port)."""
+    if not rest.startswith("//"):
+        return None
+    authority, tail = _split_authority(rest[2:])
+    if "@" in authority or "%" in authority or authority.startswith("["):
+        return None
+    host, colon, port_text = authority.partition(":")
+    host = host.lower()
+    if not host_name(host):
+        return None
+    port = HTTPS_PORT
+    if colon:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            return None
+        port = int(port_text)
+    target = f"https://{host}{'' if port == HTTPS_PORT else f':{port}'}{tail or '/'}"
+    return Destination("https:" + rest, "https", target, host=host, port=port)
+
+
+def _split_authority(text: str) -> tuple[str, str]:
+    """(authority, path and query) of the part after ``//``; a fragment is dropped."""
+    text = text.split("#", 1)[0]
+    for index, char in enumerate(text):
+        if char in "/?":
+            return text[:index], ("/" + text[index:]) if char == "?" else text[index:]
+    return text, ""
+
+
+def host_name(text: str) -> bool:
+    """A host name we may look up and connect to (see the module doc): LDH labels, two or
+    more, at most 253 characters, a last label that starts with a letter (no IP address in
+    any notation), A-labels that IDNA accepts."""
+    if not 0 < len(text) <= MAX_HOST_CHARS:
+        return False
+    labels = text.lower().split(".")
+    if len(labels) < 2 or not labels[-1][:1].isalpha():
+        return False
+    for label in labels:
+        if not _LDH_LABEL_RE.fullmatch(label):
+            return False
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                return False
+    return True
+
+
+def mailbox(address: str) -> bool:
+    """An RFC 5321 Mailbox of the plain kind: ``dot-atom@host-name`` (see the module doc)."""
+    local, at, domain = address.rpartition("@")
+    return (
+        bool(at)
+        and len(local.encode()) <= MAX_LOCAL_PART_OCTETS
+        and _DOT_ATOM_RE.fullmatch(local) is not None
+        and host_name(domain)
+    )

@@ -10,8 +10,15 @@ Rules kept here:
   ``policy-string`` and ``mx-host`` are arrays, left out when empty; ``mx-host`` is an array
   as libtlsrpt and the RFC's prose have it (the RFC example shows a string).
 * ``failure-details`` uses the RFC's field names and leaves out fields Postfix did not give.
-* The report id is derived from (day, domain, submitter), so a rebuilt report keeps its id
-  and a destination that accepted it can be recognised after a restart.
+* The report id is ``<YYYYMMDD>.<domain>.<instance>.<hash>@<submitter>``. ``instance`` is
+  the store's own random id (made when the store is created), so two MTAs with their own
+  stores never give two different reports one id (receivers de-duplicate by id); MTAs that
+  share one PostgreSQL store share one instance and send one report between them.
+* Size is bounded whatever the counts: at most ``MAX_POLICIES`` policies per report and
+  ``MAX_FAILURE_DETAILS`` failure details per policy. What is over a cap is merged, not
+  dropped: the policies with the fewest sessions become one policy per policy type with
+  only ``policy-type`` and ``policy-domain``, the rarest failure details one detail per
+  result type with only its count. Every session count stays exact; only detail goes.
 * Output is deterministic: policies and failure details are sorted.
 """
 
@@ -25,7 +32,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from tlspolicy.tlsrpt.aggregate import GroupCounts, PolicyKey
-from tlspolicy.tlsrpt.datagram import FailureDetail
+from tlspolicy.tlsrpt.datagram import FailureDetail, PolicyType
+
+MAX_POLICIES = 100  # policies per report; beyond: merged per policy type
+MAX_FAILURE_DETAILS = 100  # failure details per policy; beyond: merged per result type
 
 _DETAIL_FIELDS = (
     ("sending_mta_ip", "sending-mta-ip"),
@@ -50,10 +60,12 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1, seconds=-1)
 
 
-def report_id(day: date, domain: str, submitter: str) -> str:
-    """``<YYYYMMDD>.<domain>.<hash>@<submitter>``: unique, stable, and Message-ID shaped."""
-    digest = hashlib.sha256(f"{day}\0{domain}\0{submitter}".encode()).hexdigest()[:10]
-    return f"{day:%Y%m%d}.{domain}.{digest}@{submitter}"
+def report_id(day: date, domain: str, submitter: str, instance: str) -> str:
+    """``<YYYYMMDD>.<domain>.<instance>.<hash>@<submitter>``: unique per store, stable, and
+    Message-ID shaped."""
+    raw = f"{day}\0{domain}\0{submitter}\0{instance}"
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+    return f"{day:%Y%m%d}.{domain}.{instance}.{digest}@{submitter}"
 
 
 def totals(groups: Iterable[GroupCounts]) -> tuple[int, int]:
@@ -72,7 +84,7 @@ def build_report(
     *,
     organization_name: str,
     contact_info: str,
-    submitter: str,
+    rid: str,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict (``format_report`` makes the bytes).
 
@@ -80,6 +92,7 @@ def build_report(
         day: the UTC day covered.
         domain: the report domain (``d``); groups of other domains are ignored.
         groups: the stored counts of that day.
+        rid: the report id (``report_id``, or the one a frozen report already has).
     """
     merged: dict[PolicyKey, _PolicyTotals] = {}
     for group in groups:
@@ -90,6 +103,7 @@ def build_report(
         t.failed += group.failed
         for key, count in group.failures.items():
             t.failures[key] = t.failures.get(key, 0) + count
+    merged = _capped_policies(merged, domain)
     start, end = day_bounds(day)
     return {
         "organization-name": organization_name,
@@ -98,9 +112,35 @@ def build_report(
             "end-datetime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "contact-info": contact_info,
-        "report-id": report_id(day, domain, submitter),
+        "report-id": rid,
         "policies": [_policy(key, merged[key]) for key in sorted(merged, key=lambda k: k.text)],
     }
+
+
+def _capped_policies(
+    merged: dict[PolicyKey, _PolicyTotals], domain: str
+) -> dict[PolicyKey, _PolicyTotals]:
+    """At most ``MAX_POLICIES`` policies, each with at most ``MAX_FAILURE_DETAILS`` details."""
+    if len(merged) > MAX_POLICIES:
+        ranked = sorted(merged, key=lambda k: (-merged[k].failed, -merged[k].successful, k.text))
+        kept = {k: merged[k] for k in ranked[: MAX_POLICIES - len(PolicyType)]}
+        for key in ranked[len(kept) :]:
+            rest = kept.setdefault(PolicyKey(key.policy_type, domain), _PolicyTotals())
+            t = merged[key]
+            rest.successful += t.successful
+            rest.failed += t.failed
+            for detail, count in t.failures.items():
+                rest.failures[detail] = rest.failures.get(detail, 0) + count
+        merged = kept
+    for t in merged.values():
+        if len(t.failures) > MAX_FAILURE_DETAILS:
+            ranked_details = sorted(t.failures, key=lambda d: (-t.failures[d], d.text))
+            capped = {d: t.failures[d] for d in ranked_details[: MAX_FAILURE_DETAILS // 2]}
+            for detail in ranked_details[len(capped) :]:
+                only_type = FailureDetail(detail.result_type)
+                capped[only_type] = capped.get(only_type, 0) + t.failures[detail]
+            t.failures = capped
+    return merged
 
 
 def format_report(report: dict[str, Any]) -> bytes:

@@ -31,6 +31,7 @@ from tlspolicy.tlsrpt.store import BatchWriter, ReportStore
 
 NOW_ENV = "TLSPOLICY_TLSRPT_NOW"  # for tests: a fixed "now"
 STORE_OPEN_RETRY_S = 5.0  # a store that failed to open is tried again this often
+RESTART_DELAY_S = 30.0  # a TLSRPT task that died is started again after this long
 
 log = logging.getLogger("tlspolicy.tlsrpt")
 
@@ -47,6 +48,24 @@ def clock_from_env() -> Callable[[], datetime]:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return lambda: moment
+
+
+async def supervised(
+    name: str, run: Callable[[], Any], *, restart_s: float = RESTART_DELAY_S
+) -> None:
+    """Run ``run()`` forever: a crash is logged with its traceback and the task starts
+    again after ``restart_s``. Each part already turns the failures it expects into log
+    lines; this is for the ones nobody expected, which must not end reporting silently."""
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("TLSRPT %s failed; starting it again in %g s", name, restart_s)
+        else:
+            log.error("TLSRPT %s stopped; starting it again in %g s", name, restart_s)
+        await asyncio.sleep(restart_s)
 
 
 class TlsrptRuntime:
@@ -114,9 +133,17 @@ class TlsrptRuntime:
             self._tasks.append(asyncio.create_task(self._open_later(), name="tlsrpt-open"))
         if self.collector is not None:
             self.collector.start()
-            self._tasks.append(asyncio.create_task(self.writer.run(), name="tlsrpt-writer"))
+            self._tasks.append(
+                asyncio.create_task(supervised("writer", self.writer.run), name="tlsrpt-writer")
+            )
         if self.reporter is not None:
-            self._tasks.append(asyncio.create_task(self.reporter.run(), name="tlsrpt-reporter"))
+            if (unsigned := self.config.tlsrpt.unsigned_mail) is not None:
+                log.warning("TLSRPT: %s", unsigned)
+            self._tasks.append(
+                asyncio.create_task(
+                    supervised("reporter", self.reporter.run), name="tlsrpt-reporter"
+                )
+            )
 
     async def _open_later(self) -> None:
         while True:

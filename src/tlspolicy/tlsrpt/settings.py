@@ -10,13 +10,19 @@ Example::
       collector_socket: /var/spool/postfix/run/tlsrpt/tlsrpt.sock
       socket_group: postfix
       reporter: true
-      submitter: mx.example.net
+      contact_info: tlsrpt@example.net  # the submitter is its domain: example.net
       organization_name: Example Networks
+
+RFC 8460 §5.3: "The 'TLS-Report-Submitter' value MUST match the value found in the
+[RFC5321] domain from the 'contact-info'". So the submitter is the domain of
+``contact_info``; ``submitter`` alone gives ``contact_info`` ``postmaster@<submitter>``, and
+both together must agree (a mismatch is refused at load). ``contact_info`` is an RFC 5321
+Mailbox (§4.4), never a display name with an address.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +33,7 @@ from tlspolicy.configcheck import (
     domain_name,
     file_mode,
     list_of,
+    needs_extra,
     non_negative,
     optional_string,
     positive,
@@ -34,6 +41,7 @@ from tlspolicy.configcheck import (
     string,
 )
 from tlspolicy.errors import ConfigError
+from tlspolicy.tlsrpt.record import HTTPS_PORT, mailbox
 
 T = TypeVar("T")
 
@@ -52,6 +60,7 @@ class TlsrptConfig:
     store_path: str = ""
     store_url: str | None = None
     reporter: bool = False
+    mail_reports: bool = True  # mailto: destinations (the [mail] extra); off: HTTPS only
     submitter: str | None = None
     organization_name: str | None = None
     contact_info: str | None = None
@@ -61,6 +70,8 @@ class TlsrptConfig:
     smtp_timeout: float = 60.0
     https_timeout: float = 60.0
     https_ca_file: str | None = None
+    https_ports: tuple[int, ...] = (HTTPS_PORT,)  # rua ports a report may be POSTed to
+    allow_private_addresses: bool = False  # POST to non-public addresses (test labs only)
     dkim_key: str | None = None
     dkim_selector: str = "tlsrpt"
     dkim_domain: str | None = None
@@ -78,6 +89,19 @@ class TlsrptConfig:
     def in_use(self) -> bool:
         """A collector or the reporter is configured (what ``serve`` runs for TLSRPT)."""
         return self.collector_socket is not None or self.reporter
+
+    @property
+    def unsigned_mail(self) -> str | None:
+        """The warning for mail reports without DKIM, or None (``serve`` and ``check-config``
+        say it loudly: receivers MUST ignore such reports, RFC 8460 §3)."""
+        if not (self.reporter and self.mail_reports) or self.dkim_key is not None:
+            return None
+        return (
+            "tlsrpt.dkim_key is not set: mail reports go out unsigned, and RFC 8460 §3 says"
+            " receivers MUST ignore reports without a valid DKIM signature by the reporting"
+            f" domain ({self.dkim_domain or self.submitter}). Set tlsrpt.dkim_key (the README's"
+            " TLSRPT section shows the DNS record), or tlsrpt.mail_reports: false"
+        )
 
     @property
     def organization(self) -> str:
@@ -127,6 +151,15 @@ def parse_tlsrpt(data: Any, *, cache_path: str) -> TlsrptConfig:
             raise ConfigError(f"{key}: port must be a number from 1 to 65535")
         return number
 
+    def address(key: str, value: Any) -> str | None:
+        text = optional_string(key, value)
+        if text is not None and not mailbox(text):
+            raise ConfigError(
+                f"{key}: must be a plain mail address such as tlsrpt@example.net"
+                " (RFC 8460 §4.4: an RFC 5321 Mailbox; no display name, comment or <>)"
+            )
+        return text
+
     store = Section(s.get("store", None, lambda k, v: v), "tlsrpt.store")
     backend = store.get("backend", d.store_backend, choice("sqlite", "postgres"))
     store_path = store.get("path", "", string) or default_store_path(cache_path)
@@ -147,15 +180,20 @@ def parse_tlsrpt(data: Any, *, cache_path: str) -> TlsrptConfig:
         store_path=store_path,
         store_url=store_url,
         reporter=s.get("reporter", d.reporter, boolean),
+        mail_reports=s.get("mail_reports", d.mail_reports, boolean),
         submitter=s.get("submitter", d.submitter, domain_name),
         organization_name=s.get("organization_name", d.organization_name, optional_string),
-        contact_info=s.get("contact_info", d.contact_info, optional_string),
-        sender=s.get("sender", d.sender, optional_string),
+        contact_info=s.get("contact_info", d.contact_info, address),
+        sender=s.get("sender", d.sender, address),
         smtp_host=s.get("smtp_host", d.smtp_host, string),
         smtp_port=s.get("smtp_port", d.smtp_port, port),
         smtp_timeout=s.get("smtp_timeout", d.smtp_timeout, positive),
         https_timeout=s.get("https_timeout", d.https_timeout, positive),
         https_ca_file=s.get("https_ca_file", d.https_ca_file, existing_file),
+        https_ports=s.get("https_ports", d.https_ports, lambda k, v: list_of(k, v, port)),
+        allow_private_addresses=s.get(
+            "allow_private_addresses", d.allow_private_addresses, boolean
+        ),
         dkim_key=s.get("dkim_key", d.dkim_key, existing_file),
         dkim_selector=s.get("dkim_selector", d.dkim_selector, string),
         dkim_domain=s.get("dkim_domain", d.dkim_domain, domain_name),
@@ -170,10 +208,37 @@ def parse_tlsrpt(data: Any, *, cache_path: str) -> TlsrptConfig:
         keep_days=s.get("keep_days", d.keep_days, positive_int),
     )
     s.finish()
+    config = _with_submitter(config)
     if config.reporter and config.submitter is None:
-        raise ConfigError("tlsrpt.submitter: required when tlsrpt.reporter is true")
+        raise ConfigError(
+            "tlsrpt.contact_info: required when tlsrpt.reporter is true (or tlsrpt.submitter,"
+            " which gives postmaster@<submitter>)"
+        )
+    if backend == "postgres":
+        needs_extra("tlsrpt.store.backend", "the postgres store", "postgres", "asyncpg")
+    if config.reporter and config.mail_reports:
+        needs_extra(
+            "tlsrpt.mail_reports", "sending reports by mail (set it to false to send HTTPS"
+            " reports only)", "mail", "aiosmtplib",
+        )  # fmt: skip
+    if config.dkim_key is not None:
+        needs_extra("tlsrpt.dkim_key", "DKIM signing", "mail", "dkim")
     if config.retry_min > config.retry_max:
         raise ConfigError("tlsrpt.retry_min: must not be larger than tlsrpt.retry_max")
     if config.keep_days < 3:
         raise ConfigError("tlsrpt.keep_days: must be at least 3 (yesterday is still sent)")
     return config
+
+
+def _with_submitter(config: TlsrptConfig) -> TlsrptConfig:
+    """The submitter is the domain of ``contact_info`` (RFC 8460 §5.3; see the module doc)."""
+    if config.contact_info is None:
+        return config
+    domain = config.contact_info.rpartition("@")[2].lower()
+    if config.submitter is not None and config.submitter != domain:
+        raise ConfigError(
+            f"tlsrpt.submitter: {config.submitter} is not the domain of tlsrpt.contact_info"
+            f" ({config.contact_info}); RFC 8460 §5.3 requires them to match: set submitter"
+            f" to {domain}, or leave it out (it defaults to that domain)"
+        )
+    return replace(config, submitter=domain)

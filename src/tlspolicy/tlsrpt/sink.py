@@ -13,6 +13,7 @@ class TlsrptMetricsSink(Protocol):
     def tlsrpt_datagrams(self, outcome: str, n: int = 1) -> None: ...
     def tlsrpt_session(self, policy_type: str, result: str) -> None: ...
     def tlsrpt_report(self, method: str, outcome: str) -> None: ...
+    def tlsrpt_late(self, n: int) -> None: ...
 
 
 class NullTlsrptMetrics:
@@ -23,6 +24,9 @@ class NullTlsrptMetrics:
         return None
 
     def tlsrpt_report(self, method: str, outcome: str) -> None:
+        return None
+
+    def tlsrpt_late(self, n: int) -> None:
         return None
 
 

@@ -27,9 +27,11 @@ from tlspolicy.tlsrpt.datagram import FailureDetail
 from tlspolicy.tlsrpt.store import (
     DELIVERY_COLUMNS,
     Delivery,
+    FrozenReport,
     delivery_from_row,
     failure_hash,
     group_hash,
+    new_instance,
 )
 
 T = TypeVar("T")
@@ -52,7 +54,13 @@ CREATE TABLE IF NOT EXISTS tlsrpt_deliveries (
     given_up INTEGER NOT NULL DEFAULT 0, lease_until REAL,
     PRIMARY KEY (report_id, uri));
 CREATE INDEX IF NOT EXISTS tlsrpt_deliveries_day ON tlsrpt_deliveries (day, domain);
+CREATE TABLE IF NOT EXISTS tlsrpt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tlsrpt_reports (
+    day TEXT NOT NULL, domain TEXT NOT NULL, report_id TEXT NOT NULL, body BLOB NOT NULL,
+    successful INTEGER NOT NULL, failed INTEGER NOT NULL, late INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, domain));
 """
+REPORT_COLUMNS = "day, domain, report_id, body, successful, failed, late"
 
 
 class SqliteReportStore:
@@ -124,6 +132,30 @@ class SqliteReportStore:
     async def purge_before(self, day: date) -> int:
         return await self._run(self._purge_sync, day.isoformat())
 
+    async def instance(self) -> str:
+        rows = await self._run(
+            self._query, "SELECT value FROM tlsrpt_meta WHERE key = 'instance'", ()
+        )
+        return str(rows[0][0])
+
+    async def frozen(self, day: date, domain: str) -> FrozenReport | None:
+        rows = await self._run(
+            self._query,
+            f"SELECT {REPORT_COLUMNS} FROM tlsrpt_reports WHERE day = ? AND domain = ?",
+            (day.isoformat(), domain),
+        )
+        return _frozen_from_row(rows[0]) if rows else None
+
+    async def freeze(self, report: FrozenReport) -> FrozenReport:
+        return await self._run(self._freeze_sync, report)
+
+    async def note_late(self, day: date, domain: str, late: int) -> None:
+        await self._run(
+            self._execute,
+            "UPDATE tlsrpt_reports SET late = ? WHERE day = ? AND domain = ?",
+            (late, day.isoformat(), domain),
+        )
+
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await self._thread.run(func, *args)
 
@@ -144,6 +176,11 @@ class SqliteReportStore:
         try:
             set_wal(conn, BUSY_TIMEOUT_S)
             conn.executescript(SCHEMA)  # idempotent: IF NOT EXISTS everywhere
+            with write_transaction(conn) as db:
+                db.execute(
+                    "INSERT INTO tlsrpt_meta VALUES ('instance', ?) ON CONFLICT DO NOTHING",
+                    (new_instance(),),
+                )
         except BaseException:
             conn.close()
             raise
@@ -231,6 +268,20 @@ class SqliteReportStore:
             ).fetchone()
         return delivery_from_row(row)
 
+    def _freeze_sync(self, report: FrozenReport) -> FrozenReport:
+        with write_transaction(self._db()) as db:
+            db.execute(
+                "INSERT INTO tlsrpt_reports VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (day, domain) DO NOTHING",
+                (report.day.isoformat(), report.domain, report.report_id, report.body,
+                 report.successful, report.failed, report.late),
+            )  # fmt: skip
+            row = db.execute(
+                f"SELECT {REPORT_COLUMNS} FROM tlsrpt_reports WHERE day = ? AND domain = ?",
+                (report.day.isoformat(), report.domain),
+            ).fetchone()
+        return _frozen_from_row(row)
+
     def _purge_sync(self, day: str) -> int:
         with write_transaction(self._db()) as db:
             db.execute(
@@ -240,4 +291,9 @@ class SqliteReportStore:
             )
             removed = db.execute("DELETE FROM tlsrpt_sessions WHERE day < ?", (day,)).rowcount
             db.execute("DELETE FROM tlsrpt_deliveries WHERE day < ?", (day,))
+            db.execute("DELETE FROM tlsrpt_reports WHERE day < ?", (day,))
         return int(removed)
+
+
+def _frozen_from_row(row: Any) -> FrozenReport:
+    return FrozenReport(date.fromisoformat(row[0]), row[1], row[2], bytes(row[3]), *row[4:7])

@@ -14,6 +14,12 @@ feeding one reporter). Both keep these rules:
   reporters never send the same report to one destination at once, and a destination that
   accepted a report never gets it again, also after a restart. ``finish`` records the
   outcome of the attempt and drops the lease.
+* A report is frozen when it is first built: ``freeze`` stores its gzip bytes once per
+  (day, domain), and every destination and every retry gets exactly those bytes, so one
+  report id never names two contents. Sessions stored for a day after its report was
+  frozen are late: the reporter counts them (``note_late``), they are not reported.
+* ``instance`` is the store's random id, made once when the store is created; it goes
+  into every report id (``report.report_id``).
 
 ``BatchWriter`` collects datagrams in memory and writes every ``FLUSH_INTERVAL_S`` or every
 ``FLUSH_DATAGRAMS`` datagrams, whichever comes first. What a ``kill -9`` can lose is that
@@ -27,6 +33,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -66,6 +73,26 @@ class Delivery:
         if self.given_up:
             return "failed"
         return "waiting"
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenReport:
+    """A report as first built: what every destination gets, on every attempt."""
+
+    day: date
+    domain: str
+    report_id: str
+    body: bytes  # application/tlsrpt+gzip
+    successful: int  # session counts in it, to tell late sessions
+    failed: int
+    late: int = 0  # sessions stored for that day after it was frozen (already counted)
+
+
+INSTANCE_BYTES = 4  # the store's id: 8 hex digits
+
+
+def new_instance() -> str:
+    return secrets.token_hex(INSTANCE_BYTES)
 
 
 # The columns both backends select, in ``delivery_from_row`` order.
@@ -116,6 +143,10 @@ class ReportStore(Protocol):
         given_up: bool = False,
     ) -> None: ...
     async def purge_before(self, day: date) -> int: ...
+    async def instance(self) -> str: ...
+    async def frozen(self, day: date, domain: str) -> FrozenReport | None: ...
+    async def freeze(self, report: FrozenReport) -> FrozenReport: ...
+    async def note_late(self, day: date, domain: str, late: int) -> None: ...
 
 
 def group_hash(key: GroupKey) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import email
 import gzip
 import json
@@ -11,9 +10,8 @@ from email.message import Message
 from email.policy import default
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.lab.dkimkey import DkimTestKey
 from tests.schemas import validate_report
 from tests.unit.tlsrpt.test_report import build
 from tlspolicy.tlsrpt.mail import DkimKey, build_message, compress, report_filename
@@ -76,24 +74,20 @@ def test_mail_gzip_is_deterministic() -> None:
 
 
 def test_mail_dkim_signature_verifies_with_tlsrpt_service_type() -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    record = b"v=DKIM1; k=rsa; s=tlsrpt; p=" + base64.b64encode(public)
-    raw = message(DkimKey(pem, "tlsrpt", "mx.example.net"))
+    key = DkimTestKey("tlsrpt", "mx.example.net")
+    raw = message(DkimKey(key.pem, "tlsrpt", "mx.example.net"))
     assert raw.startswith(b"DKIM-Signature:")
     assert b" l=" not in raw.split(b"\r\n\r\n", 1)[0]
-
-    def dns(name: bytes, timeout: int = 5) -> bytes:
-        assert name == b"tlsrpt._domainkey.mx.example.net."
-        return record
-
-    assert dkim.verify(raw, dnsfunc=dns, tlsrpt="strict")
+    assert dkim.verify(raw, dnsfunc=key.dnsfunc, tlsrpt="strict")
     signed = email.message_from_bytes(raw, policy=default)["DKIM-Signature"]
     assert "tls-report-domain" in signed.lower() and "tls-report-submitter" in signed.lower()
+
+
+def test_mail_attachment_has_a_plain_quoted_filename() -> None:
+    """Not RFC 2231 pieces (filename*0*=): receivers that look for filename= must find it."""
+    raw = message()
+    assert b"filename*" not in raw
+    name = report_filename(build(), submitter="mx.example.net", domain="example.com")
+    assert f'filename="{name}"'.encode() in raw
+    _, (_, attachment) = parts(raw)
+    assert attachment.get_filename() == name

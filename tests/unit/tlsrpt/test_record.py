@@ -38,7 +38,9 @@ def test_record_parse_good(text: str, uris: list[str]) -> None:
 
 def test_record_unsupported_scheme_is_skipped_not_fatal() -> None:
     record = parse_record("v=TLSRPTv1; rua=http://r.example/,ftp:x,mailto:a@x.example")
-    assert record.destinations == (Destination("mailto:a@x.example", "mailto", "a@x.example"),)
+    assert record.destinations == (
+        Destination("mailto:a@x.example", "mailto", "a@x.example", host="x.example"),
+    )
     assert record.unsupported == ("http://r.example/", "ftp:x")
 
 
@@ -98,3 +100,96 @@ RECORD_ALPHABET = st.sampled_from(
 def test_record_property_only_record_syntax_error(texts: list[str]) -> None:
     with contextlib.suppress(RecordSyntaxError):
         select_record([TxtRecord((t.encode("utf-8"),)) for t in texts])
+
+
+LONG_LABEL = "a" * 64
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://127.0.0.1:6379/x",
+        "https://[::1]:8080/admin",
+        "https://10.0.0.1/",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://0x7f000001/",
+        "https://2130706433/",
+        "https://1.2.3.0x7f/",
+        "https://localhost/",
+        f"https://{LONG_LABEL}.example/",
+        "https://a..b/",
+        "https://-a.example/",
+        "https://xn--a.example/",
+        "https://" + ".".join(["abcdefghi"] * 26) + ".example/",
+        "https://user@r.example/",
+        "https://r.example%2e/",
+        "https://r.example:0/",
+        "https://r.example:99999/",
+        "https://r.example:x/",
+        "https:/r.example/",
+        "mailto:a%3C@x.example",
+        "mailto:a%00b@x.example",
+        "mailto:%E9@x.example",
+        "mailto:root(@evil.example",
+        "mailto:a%3Eb@evil.example",
+        "mailto:a:b@evil.example",
+        "mailto:%22root%22@evil.example",
+        "mailto:a..b@evil.example",
+        "mailto:.a@evil.example",
+        "mailto:a@[127.0.0.1]",
+        "mailto:a@localhost",
+        "mailto:a@127.0.0.1",
+        f"mailto:{'a' * 65}@evil.example",
+        "mailto:a@evil.example@x.example",
+    ],
+)
+def test_record_hostile_destinations_are_unsupported(uri: str) -> None:
+    record = parse_record(f"v=TLSRPTv1; rua={uri},mailto:ok@x.example")
+    assert [d.uri for d in record.destinations] == ["mailto:ok@x.example"], uri
+    assert record.unsupported == (uri,)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mailto:x%zz@example.com",
+        "mailto:x%4@example.com",
+        "mailto:a b@evil.example",
+        "https://r.example/<x>",
+        'https://r.example/"x"',
+        "https://r.example/a\\b",
+        "https://r.example/^",
+        "https://r.example/`",
+        "https://r.example/{x}",
+        "https://r.example/a|b",
+    ],
+)
+def test_record_uri_outside_rfc3986_breaks_the_record(uri: str) -> None:
+    with pytest.raises(RecordSyntaxError, match="rua URI"):
+        parse_record(f"v=TLSRPTv1; rua={uri}")
+
+
+def test_record_https_destination_is_rebuilt_from_checked_parts() -> None:
+    (dest,) = parse_record("v=TLSRPTv1; rua=https://R.Example:8443/v1?a=b").destinations
+    assert (dest.host, dest.port, dest.target) == (
+        "r.example",
+        8443,
+        "https://r.example:8443/v1?a=b",
+    )
+    (dest,) = parse_record("v=TLSRPTv1; rua=https://xn--bcher-kva.example").destinations
+    assert (dest.host, dest.port, dest.target) == (
+        "xn--bcher-kva.example",
+        443,
+        "https://xn--bcher-kva.example/",
+    )
+
+
+def test_record_caps_destinations_per_record_and_per_host() -> None:
+    many = ",".join(f"mailto:r{i}@d{i}.example" for i in range(4000))
+    record = parse_record(f"v=TLSRPTv1; rua={many}")
+    assert len(record.destinations) == 10
+    assert len(record.dropped) == 3990
+    same = ",".join(f"https://r.example/{i}" for i in range(5)) + ",mailto:a@r.example"
+    record = parse_record(f"v=TLSRPTv1; rua={same}")
+    assert [d.uri for d in record.destinations] == ["https://r.example/0", "https://r.example/1"]
+    assert len(record.dropped) == 4

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -183,3 +186,174 @@ async def test_reporter_dry_run_sends_nothing(store: SqliteReportStore) -> None:
 async def test_reporter_today_is_never_sent(store: SqliteReportStore) -> None:
     rep = reporter(store, rua_dns(), Sinks(), Clock(DAY_NOON))
     assert await rep.run_once(day=DAY_NOON.date(), force=True) == []
+
+
+async def add_sessions(store: SqliteReportStore, *raws: bytes) -> None:
+    batch = Batch()
+    for raw in raws:
+        batch.add(parse_datagram(raw), DAY_NOON)
+    await store.add(batch)
+
+
+class Exploding(Sinks):
+    """A sink whose library raises what it was never expected to (aiosmtplib's ValueError
+    for a NUL in an address, idna's UnicodeError): only that destination fails."""
+
+    async def send_mail(self, message: bytes, *, recipient: str, **kw: Any) -> None:
+        if recipient.startswith("boom"):
+            raise ValueError("address contains a NUL")
+        await super().send_mail(message, recipient=recipient, **kw)
+
+    async def post_https(self, url: str, body: bytes, **kw: Any) -> None:
+        if "boom" in url:
+            raise UnicodeError("label too long")
+        await super().post_https(url, body, **kw)
+
+
+async def test_reporter_unexpected_error_is_one_failed_attempt(store: SqliteReportStore) -> None:
+    sinks, clock = Exploding(), Clock(NEXT_DAY)
+    rua = "v=TLSRPTv1; rua=mailto:boom@example.com,https://boom.example/,mailto:ok@example.com"
+    rep = reporter(store, rua_dns(rua), sinks, clock)
+    outcomes = {a.uri: (a.outcome, a.detail) for a in await rep.run_once()}
+    assert outcomes["mailto:ok@example.com"] == ("sent", "")
+    assert outcomes["mailto:boom@example.com"][0] == "failed"
+    assert "ValueError" in outcomes["mailto:boom@example.com"][1]
+    assert outcomes["https://boom.example/"][0] == "failed"
+    rows = {d.uri: d for d in await store.deliveries(DAY_NOON.date())}
+    assert rows["mailto:boom@example.com"].state == "waiting"
+    assert rows["mailto:boom@example.com"].attempts == 1
+
+
+async def test_reporter_run_survives_what_a_pass_raises(
+    store: SqliteReportStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rep = reporter(store, rua_dns(), Sinks(), Clock(NEXT_DAY), replace(CONFIG, check_interval=0.01))
+    passes = 0
+
+    async def broken(**kw: Any) -> list[Any]:
+        nonlocal passes
+        passes += 1
+        if passes >= 3:
+            raise asyncio.CancelledError
+        raise KeyError("unexpected")
+
+    monkeypatch.setattr(rep, "run_once", broken)
+    with pytest.raises(asyncio.CancelledError):
+        await rep.run()
+    assert passes == 3
+    assert "this pass failed" in caplog.text and "KeyError" in caplog.text
+
+
+async def test_reporter_one_hostile_domain_does_not_delay_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A domain whose destinations never answer costs its own deadline, nothing else."""
+    monkeypatch.setattr("tlspolicy.tlsrpt.reporter.DOMAIN_DEADLINE_S", 0.3)
+    store = SqliteReportStore(str(tmp_path / "t.sqlite3"))
+    await store.open()
+    batch = Batch()
+    for name in ("aaa-slow.example", "good.example"):
+        batch.add(parse_datagram(datagram(NO_POLICY_OK, domain=name)), DAY_NOON)
+    await store.add(batch)
+    dns = FakeDns()
+    slow = ",".join(f"https://h{i}.slow.example/" for i in range(10))
+    dns.set(
+        "_smtp._tls.aaa-slow.example", "TXT", [TxtRecord((f"v=TLSRPTv1; rua={slow}".encode(),))]
+    )
+    dns.set(
+        "_smtp._tls.good.example", "TXT", [TxtRecord((b"v=TLSRPTv1; rua=mailto:r@good.example",))]
+    )
+
+    class Hanging(Sinks):
+        async def post_https(self, url: str, body: bytes, **kw: Any) -> None:
+            await asyncio.Event().wait()
+
+    sinks = Hanging()
+    try:
+        attempts = await reporter(store, dns, sinks, Clock(NEXT_DAY)).run_once()
+    finally:
+        await store.aclose()
+    assert [r for r, _ in sinks.mail] == ["r@good.example"]
+    slow_outcomes = {a.outcome for a in attempts if a.domain == "aaa-slow.example"}
+    assert slow_outcomes == {"failed"}
+    assert all(
+        "ran out" in a.detail or "in time" in a.detail
+        for a in attempts
+        if a.domain == "aaa-slow.example"
+    )
+
+
+async def test_reporter_sends_to_at_most_the_capped_destinations(store: SqliteReportStore) -> None:
+    sinks = Sinks()
+    many = ",".join(f"mailto:r{i}@d{i}.example" for i in range(4000))
+    attempts = await reporter(
+        store, rua_dns(f"v=TLSRPTv1; rua={many}"), sinks, Clock(NEXT_DAY)
+    ).run_once()
+    assert len(attempts) == len(sinks.mail) == 10
+
+
+async def test_reporter_refuses_ports_the_operator_did_not_allow(
+    store: SqliteReportStore, tmp_path: Path
+) -> None:
+    sinks = Sinks()
+    rua = "v=TLSRPTv1; rua=https://r.example.com:6379/x,https://r.example.com/ok"
+    attempts = await reporter(store, rua_dns(rua), sinks, Clock(NEXT_DAY)).run_once()
+    outcomes = {a.uri: a.outcome for a in attempts}
+    assert outcomes == {
+        "https://r.example.com:6379/x": "gave-up",
+        "https://r.example.com/ok": "sent",
+    }
+    assert [u for u, _ in sinks.https] == ["https://r.example.com/ok"]
+    allowed = replace(CONFIG, https_ports=(443, 6379))
+    other_store = SqliteReportStore(str(tmp_path / "other.sqlite3"))
+    await other_store.open()
+    await add_sessions(other_store, datagram(NO_POLICY_OK))
+    other = Sinks()
+    try:
+        await reporter(other_store, rua_dns(rua), other, Clock(NEXT_DAY), allowed).run_once()
+    finally:
+        await other_store.aclose()
+    assert sorted(u for u, _ in other.https) == [
+        "https://r.example.com/ok",
+        "https://r.example.com:6379/x",
+    ]
+
+
+async def test_reporter_retries_the_frozen_report_and_counts_late_sessions(
+    store: SqliteReportStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    sinks, clock = Sinks(), Clock(NEXT_DAY)
+    sinks.https_error = "503 busy"
+    rep = reporter(store, rua_dns(), sinks, clock)
+    await rep.run_once()
+    assert len(sinks.mail) == 1 and sinks.https == []
+    await add_sessions(store, datagram(NO_POLICY_OK), datagram(NO_POLICY_OK))
+    sinks.https_error = None
+    clock.now += timedelta(seconds=300)
+    await rep.run_once()
+    (_, posted) = sinks.https[0]
+    frozen = await store.frozen(DAY_NOON.date(), "example.com")
+    assert frozen is not None and posted == frozen.body
+    report = json.loads(gzip.decompress(posted))
+    assert sum(p["summary"]["total-successful-session-count"] for p in report["policies"]) == 3
+    assert frozen.late == 2 and "2 sessions for example.com" in caplog.text
+    assert report == await rep.build(DAY_NOON.date(), "example.com")
+
+
+async def test_reporter_two_stores_give_distinct_report_ids(tmp_path: Path) -> None:
+    ids = []
+    for name in ("a", "b"):
+        s = SqliteReportStore(str(tmp_path / f"{name}.sqlite3"))
+        await s.open()
+        await add_sessions(s, datagram(NO_POLICY_OK))
+        sinks = Sinks()
+        await reporter(s, rua_dns(), sinks, Clock(NEXT_DAY)).run_once()
+        ids.append(json.loads(gzip.decompress(sinks.https[0][1]))["report-id"])
+        again = await s.instance()
+        await s.aclose()
+        s2 = SqliteReportStore(str(tmp_path / f"{name}.sqlite3"))
+        await s2.open()
+        assert await s2.instance() == again  # stable per store
+        await s2.aclose()
+    assert ids[0] != ids[1]
+    assert all(i.startswith("20261201.example.com.") and i.endswith("@mx.example.net") for i in ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tlspolicy.config import parse_config
@@ -44,7 +46,13 @@ def test_settings_full_section() -> None:
     [
         ({"bogus": 1}, "tlsrpt.bogus: unknown key"),
         ({"collector_socket": "run/t.sock"}, "tlsrpt.collector_socket: must be an absolute"),
-        ({"reporter": True}, "tlsrpt.submitter: required"),
+        ({"reporter": True}, "tlsrpt.contact_info: required"),
+        ({"contact_info": "TLS team <tls@example.net>"}, "tlsrpt.contact_info: must be a plain"),
+        ({"contact_info": "tls@[127.0.0.1]"}, "tlsrpt.contact_info: must be a plain"),
+        ({"sender": "root"}, "tlsrpt.sender: must be a plain"),
+        ({"submitter": "mx.example.net", "contact_info": "postmaster@example.net"},
+         "tlsrpt.submitter: mx.example.net is not the domain of tlsrpt.contact_info"),
+        ({"https_ports": [443, 70000]}, "tlsrpt.https_ports"),
         ({"store": {"backend": "postgres"}}, "tlsrpt.store.url: required"),
         ({"store": {"backend": "redis"}}, "tlsrpt.store.backend: must be one of"),
         ({"store": {"nope": 1}}, "tlsrpt.store.nope: unknown key"),
@@ -58,3 +66,26 @@ def test_settings_full_section() -> None:
 def test_settings_errors_name_the_key(section: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         parse_config({"tlsrpt": section})
+
+
+def test_settings_submitter_is_the_domain_of_contact_info() -> None:
+    """RFC 8460 §5.3: TLS-Report-Submitter matches the domain of contact-info."""
+    cfg = parse_config({"tlsrpt": {"reporter": True, "contact_info": "TLSRPT@Example.NET"}}).tlsrpt
+    assert cfg.submitter == "example.net" and cfg.contact == "TLSRPT@Example.NET"
+    same = parse_config(
+        {"tlsrpt": {"submitter": "example.net", "contact_info": "tlsrpt@example.net"}}
+    ).tlsrpt
+    assert same.submitter == "example.net"
+
+
+def test_settings_unsigned_mail_reports_are_warned_about(tmp_path: Path) -> None:
+    cfg = parse_config({"tlsrpt": {"reporter": True, "contact_info": "t@example.net"}}).tlsrpt
+    assert cfg.unsigned_mail is not None and "MUST ignore" in cfg.unsigned_mail
+    assert "tlsrpt.dkim_key" in cfg.unsigned_mail
+    key = tmp_path / "dkim.pem"
+    key.write_text("not checked here")
+    signed = {"reporter": True, "contact_info": "t@example.net", "dkim_key": str(key)}
+    assert parse_config({"tlsrpt": signed}).tlsrpt.unsigned_mail is None
+    https_only = {"reporter": True, "contact_info": "t@example.net", "mail_reports": False}
+    assert parse_config({"tlsrpt": https_only}).tlsrpt.unsigned_mail is None
+    assert parse_config({"tlsrpt": https_only}).tlsrpt.https_ports == (443,)
