@@ -21,6 +21,16 @@ CPU. This codec reads only what the lookups need, in a few µs, straight into pl
 * Anything malformed raises ``FormatError``: a name or record running past its end,
   label types other than plain and compression pointers, pointers that do not point
   strictly backwards (no loops), names over 255 octets, a second OPT, trailing octets.
+* Compression is bounded, since a pointer lets a few octets stand for a whole name: at
+  most ``MAX_POINTER_HOPS`` pointers per name (dnspython's limit too), and at most
+  ``MAX_POINTER_WORK`` labels and pointers read through pointers in one message. Without
+  the second bound a 64 KB reply of thousands of records, each owner a 16-hop chain
+  landing on a long name, would cost tens of milliseconds of the event loop; an honest
+  reply expands each pointer into a few labels and stays far below it. Beyond either
+  bound the reply is malformed (``FormatError``), like any other broken reply.
+* The OPT record's TTL field is read unclamped: its top octet is the extended rcode
+  (RFC 6891 §6.1.3), and values of 0x80 and up would be lost to the RFC 2181 §8 clamp
+  that applies to real TTLs.
 
 Names come back as text in dnspython's presentation form (``\\DDD`` and ``\\.`` escapes),
 lowercased, without the final dot; the root is ``"."``. ``tests/unit/test_dnscodec.py``
@@ -50,6 +60,14 @@ QTYPES = {"A": 1, "AAAA": 28, "MX": 15, "TXT": 16, "TLSA": 52, "CNAME": 5}
 A, AAAA, MX, TXT, TLSA, CNAME = 1, 28, 15, 16, 52, 5
 
 MAX_NAME_OCTETS = 255  # RFC 1035 §3.1, the root label included
+MAX_TTL = 0x7FFFFFFF  # RFC 2181 §8: a TTL above this is treated as zero
+# Compression pointers followed in one name; dnspython's from_wire stops at the same
+# number (``dns.name.MAX_COMPRESSION_POINTER_CHAIN``). Real servers need two or three.
+MAX_POINTER_HOPS = 16
+# Labels and pointers read through compression pointers in one message. A full 64 KB
+# reply holds at most about 5,400 records; at three labels a pointer, the expected
+# expansion, it stays under this. A hostile reply hits it after a few hundred names.
+MAX_POINTER_WORK = 16384
 HEADER = struct.Struct("!6H")
 RR_HEADER = struct.Struct("!HHIH")
 _TYPE_CLASS = struct.Struct("!HH")
@@ -119,13 +137,28 @@ class Response:
         return bool(self.flags & TC)
 
 
-def read_name(wire: bytes, offset: int) -> tuple[str, int]:
-    """The name at ``offset`` as text, and the offset just after it (pointers followed)."""
+class _Work:
+    """What is left of one message's ``MAX_POINTER_WORK``."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_POINTER_WORK
+
+
+def read_name(wire: bytes, offset: int, work: _Work | None = None) -> tuple[str, int]:
+    """The name at ``offset`` as text, and the offset just after it (pointers followed).
+
+    ``work`` is the message's budget for reading through pointers (see the module
+    docstring); without one, only this name's hops are bounded.
+    """
     labels: list[bytes] = []
     size = len(wire)
     after = -1
     limit = offset  # a pointer must point before this: strictly backwards, so no loops
     octets = 1
+    hops = 0
+    direct = 0  # labels read before the first pointer: the message's octets pay for them
     while True:
         if offset >= size:
             raise FormatError("name runs past the end of the message")
@@ -139,8 +172,12 @@ def read_name(wire: bytes, offset: int) -> tuple[str, int]:
             target = ((length & 0x3F) << 8) | wire[offset + 1]
             if after < 0:
                 after = offset + 2
+                direct = len(labels)
             if target >= limit:
                 raise FormatError("compression pointer does not point backwards")
+            hops += 1
+            if hops > MAX_POINTER_HOPS:
+                raise FormatError("compression pointer chain longer than 16 hops")
             limit = offset = target
             continue
         if length > 63:
@@ -153,6 +190,11 @@ def read_name(wire: bytes, offset: int) -> tuple[str, int]:
         if octets > MAX_NAME_OCTETS:
             raise FormatError("name longer than 255 octets")
         labels.append(wire[start:offset])
+    if hops and work is not None:
+        # Counted once the name is read: one name adds at most 16 hops and 127 labels.
+        work.left -= hops + len(labels) - direct
+        if work.left < 0:
+            raise FormatError("names read through too many compression pointers")
     return _name_text(labels), (after if after >= 0 else offset)
 
 
@@ -186,8 +228,9 @@ def parse_response(wire: bytes, *, question_only: bool = False) -> Response:
     response = Response(qid=qid, flags=flags, rcode=flags & 0x000F, question=None)
     offset = HEADER.size
     qname: str | None = None
+    work = _Work()
     if qdcount:
-        qname, offset = read_name(wire, offset)
+        qname, offset = read_name(wire, offset, work)
         if offset + 4 > len(wire):
             raise FormatError("question runs past the end of the message")
         qtype, qclass = _TYPE_CLASS.unpack_from(wire, offset)
@@ -195,19 +238,21 @@ def parse_response(wire: bytes, *, question_only: bool = False) -> Response:
         response.question = (qname, qtype, qclass)
     if question_only:
         return response
-    offset = _answer_section(wire, offset, ancount, response, qname)
-    offset = _authority_section(wire, offset, nscount, response, qname)
-    offset = _additional_section(wire, offset, arcount, response, qname)
+    offset = _answer_section(wire, offset, ancount, response, qname, work=work)
+    offset = _authority_section(wire, offset, nscount, response, qname, work=work)
+    offset = _additional_section(wire, offset, arcount, response, qname, work=work)
     if offset != len(wire):
         raise FormatError("trailing octets after the message")
     return response
 
 
 def _record_header(
-    wire: bytes, offset: int, qname: str | None
+    wire: bytes, offset: int, qname: str | None, work: _Work
 ) -> tuple[str, int, int, int, int, int]:
     """(owner, type, class, TTL, rdata start, rdata end) of the record at ``offset``.
 
+    The TTL is the raw field: the callers clamp real TTLs (``MAX_TTL``), and the OPT
+    record's holds the extended rcode (RFC 6891 §6.1.3), read unclamped.
     Most owners are a pointer to the question's name (offset 12, already read as ``qname``):
     that one is taken as read, the commonest name in a response for one comparison.
     """
@@ -215,7 +260,7 @@ def _record_header(
         owner = qname
         offset += 2
     else:
-        owner, offset = read_name(wire, offset)
+        owner, offset = read_name(wire, offset, work)
     if offset + RR_HEADER.size > len(wire):
         raise FormatError("record header runs past the end of the message")
     rdtype, rdclass, ttl, rdlength = RR_HEADER.unpack_from(wire, offset)
@@ -223,22 +268,22 @@ def _record_header(
     end = start + rdlength
     if end > len(wire):
         raise FormatError("record data runs past the end of the message")
-    if ttl > 0x7FFFFFFF:  # RFC 2181 §8: treat as zero
-        ttl = 0
     return owner, rdtype, rdclass, ttl, start, end
 
 
 def _answer_section(
-    wire: bytes, offset: int, count: int, response: Response, qname: str | None
+    wire: bytes, offset: int, count: int, response: Response, qname: str | None, *, work: _Work
 ) -> int:
     for _ in range(count):
-        owner, rdtype, rdclass, ttl, start, end = _record_header(wire, offset, qname)
+        owner, rdtype, rdclass, ttl, start, end = _record_header(wire, offset, qname, work)
         offset = end
         if rdtype == OPT:
             raise FormatError("OPT record outside the additional section")
         if rdclass != CLASS_IN or rdtype not in _READERS:
             continue
-        item = _READERS[rdtype](wire, start, end)
+        if ttl > MAX_TTL:
+            ttl = 0
+        item = _READERS[rdtype](wire, start, end, work)
         rrset = response.answer.get((owner, rdtype))
         if rrset is None:
             response.answer[(owner, rdtype)] = RRset(owner, rdtype, ttl, {item: None})
@@ -249,24 +294,26 @@ def _answer_section(
 
 
 def _authority_section(
-    wire: bytes, offset: int, count: int, response: Response, qname: str | None
+    wire: bytes, offset: int, count: int, response: Response, qname: str | None, *, work: _Work
 ) -> int:
     for _ in range(count):
-        _owner, rdtype, _rdclass, ttl, start, end = _record_header(wire, offset, qname)
+        _owner, rdtype, _rdclass, ttl, start, end = _record_header(wire, offset, qname, work)
         offset = end
         if rdtype == OPT:
             raise FormatError("OPT record outside the additional section")
         if rdtype == SOA and response.soa_ttl is None:
-            response.soa_ttl = min(ttl, _soa_minimum(wire, start, end))
+            if ttl > MAX_TTL:
+                ttl = 0
+            response.soa_ttl = min(ttl, _soa_minimum(wire, start, end, work))
     return offset
 
 
 def _additional_section(
-    wire: bytes, offset: int, count: int, response: Response, qname: str | None
+    wire: bytes, offset: int, count: int, response: Response, qname: str | None, *, work: _Work
 ) -> int:
     seen_opt = False
     for _ in range(count):
-        owner, rdtype, _rdclass, ttl, start, end = _record_header(wire, offset, qname)
+        owner, rdtype, _rdclass, ttl, start, end = _record_header(wire, offset, qname, work)
         offset = end
         if rdtype != OPT:
             continue
@@ -300,45 +347,45 @@ def _ede_options(wire: bytes, start: int, end: int) -> list[tuple[int, str]]:
     return found
 
 
-def _soa_minimum(wire: bytes, start: int, end: int) -> int:
-    _mname, offset = read_name(wire, start)
-    _rname, offset = read_name(wire, offset)
+def _soa_minimum(wire: bytes, start: int, end: int, work: _Work) -> int:
+    _mname, offset = read_name(wire, start, work)
+    _rname, offset = read_name(wire, offset, work)
     if offset + 20 != end:
         raise FormatError("SOA record of the wrong length")
     return int(_UINT32.unpack_from(wire, offset + 16)[0])
 
 
-def _a(wire: bytes, start: int, end: int) -> AddressRecord:
+def _a(wire: bytes, start: int, end: int, _work: _Work) -> AddressRecord:
     if end - start != 4:
         raise FormatError("A record of the wrong length")
     a, b, c, d = wire[start:end]
     return AddressRecord(f"{a}.{b}.{c}.{d}")
 
 
-def _aaaa(wire: bytes, start: int, end: int) -> AddressRecord:
+def _aaaa(wire: bytes, start: int, end: int, _work: _Work) -> AddressRecord:
     if end - start != 16:
         raise FormatError("AAAA record of the wrong length")
     return AddressRecord(ipaddress.IPv6Address(wire[start:end]).compressed)
 
 
-def _mx(wire: bytes, start: int, end: int) -> MxRecord:
+def _mx(wire: bytes, start: int, end: int, work: _Work) -> MxRecord:
     if end - start < 3:
         raise FormatError("MX record too short")
-    exchange, after = read_name(wire, start + 2)
+    exchange, after = read_name(wire, start + 2, work)
     if after != end:
         raise FormatError("MX record of the wrong length")
     # The null MX (RFC 7505) has the root as its exchange: "" in ``MxRecord``.
     return MxRecord(_UINT16.unpack_from(wire, start)[0], "" if exchange == "." else exchange)
 
 
-def _cname(wire: bytes, start: int, end: int) -> str:
-    target, after = read_name(wire, start)
+def _cname(wire: bytes, start: int, end: int, work: _Work) -> str:
+    target, after = read_name(wire, start, work)
     if after != end:
         raise FormatError("CNAME record of the wrong length")
     return target
 
 
-def _txt(wire: bytes, start: int, end: int) -> TxtRecord:
+def _txt(wire: bytes, start: int, end: int, _work: _Work) -> TxtRecord:
     strings = []
     while start < end:
         length = wire[start]
@@ -351,12 +398,12 @@ def _txt(wire: bytes, start: int, end: int) -> TxtRecord:
     return TxtRecord(tuple(strings))
 
 
-def _tlsa(wire: bytes, start: int, end: int) -> TlsaRecord:
+def _tlsa(wire: bytes, start: int, end: int, _work: _Work) -> TlsaRecord:
     if end - start < 3:
         raise FormatError("TLSA record too short")
     return TlsaRecord(wire[start], wire[start + 1], wire[start + 2], wire[start + 3 : end])
 
 
-_READERS: dict[int, Callable[[bytes, int, int], Record | str]] = {
+_READERS: dict[int, Callable[[bytes, int, int, _Work], Record | str]] = {
     A: _a, AAAA: _aaaa, MX: _mx, CNAME: _cname, TXT: _txt, TLSA: _tlsa
 }  # fmt: skip

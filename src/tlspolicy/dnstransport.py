@@ -10,10 +10,18 @@ unique among the queries in flight on its socket; sockets are connected, so the 
 delivers only datagrams from the nameserver's address and port (checked again here); a
 socket is retired after ``MAX_QUERIES_PER_SOCKET`` queries or ``MAX_SOCKET_AGE_S`` seconds,
 so the source port (chosen at random by the kernel) keeps changing, and queries are spread
-over ``POOL_SIZE`` sockets. A datagram that is short, unparsable, for no query in flight or
-not an answer to that query's question is dropped and the wait goes on: any host can send
-a datagram, and failing on the first one would let it defer the mail. An ICMP error (port
-unreachable) fails the queries in flight on that socket at once: the server is not there.
+over ``POOL_SIZE`` sockets. That reuse is for a resolver on loopback, where no off-host
+sender can reach the socket; to any other address each query gets a fresh socket, so a
+fresh random source port, as RFC 5452 §9.2 asks (``reuses_sockets``). A datagram that is
+short, unparsable, for no query in flight or not an answer to that query's question is
+dropped and the wait goes on: any host can send a datagram, and failing on the first one
+would let it defer the mail. An error reply
+without a question section (FORMERR, SERVFAIL, NOTIMP, REFUSED may come so) is matched by
+the ID alone, 16 bits, so a forger could make a SERVFAIL into a verdict: it is counted
+(``Transport.questionless_replies``) and dropped like the others, and the wait goes on.
+If the time runs out with no other reply, the exchange fails as ``Mismatch`` (malformed,
+so the next nameserver is asked), never as the rcode. An ICMP error (port unreachable)
+fails the queries in flight on that socket at once: the server is not there.
 
 A truncated reply (TC) is asked again over TCP with a new ID, in the same time budget.
 Errors are raised as the types ``dnsclient._exchange`` translates: ``TimeoutError``,
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import secrets
@@ -39,9 +48,6 @@ MAX_QUERIES_PER_SOCKET = 500  # then a new socket (a new random source port)
 MAX_SOCKET_AGE_S = 60.0
 MAX_UDP_RESPONSE = 65535
 _HEADER = 12  # octets of a DNS header; shorter datagrams are dropped unread
-# rcodes whose responses may come without the question section: FORMERR, SERVFAIL,
-# NOTIMP, REFUSED (as dnspython accepts them).
-_QUESTIONLESS_RCODES = frozenset({1, 2, 4, 5})
 
 Question = tuple[str, int, int]  # (name, type, class), the name lowercase, as dnscodec reads
 
@@ -62,7 +68,14 @@ os.register_at_fork(after_in_child=_ids.clear)  # a worker never reuses its pare
 
 
 class Mismatch(ValueError):
-    """A TCP response that is not the answer to the query sent."""
+    """A TCP response that is not the answer to the query sent, or a UDP exchange that got
+    only replies without a question section."""
+
+
+@functools.lru_cache(maxsize=64)
+def reuses_sockets(host: str) -> bool:
+    """Whether queries to ``host`` share pooled sockets: only on loopback (see above)."""
+    return ipaddress.ip_address(host).is_loopback
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +96,21 @@ class Query:
 
 
 def _answers(query: Query, response: Response) -> bool:
-    """Is ``response`` (already matched by ID) an answer to ``query``'s question?"""
+    """Is ``response`` (already matched by ID) an answer to ``query``'s question?
+
+    One without a question section is not, whatever its rcode (see the module docstring).
+    """
     if not response.flags & dnscodec.QR or response.flags & dnscodec.OPCODE_MASK:
         return False  # not a response, or not to a standard query (opcode 0)
-    if response.question is None and response.rcode & 0xF in _QUESTIONLESS_RCODES:
-        return True
     return response.question == query.question
 
 
 class _Channel:
     """One connected, non-blocking UDP socket to one nameserver and its queries in flight."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int, owner: Transport
+    ) -> None:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         self.loop = loop
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -106,8 +122,10 @@ class _Channel:
         except OSError:
             self.sock.close()
             raise
+        self.owner = owner
         self.pending: dict[int, tuple[Query, asyncio.Future[Response]]]
         self.pending = {}
+        self.questionless: dict[int, int] = {}  # query ID -> rcode of a question-less reply
         self.used = 0
         self.born = loop.time()
         self.retired = False
@@ -137,6 +155,7 @@ class _Channel:
 
     def done(self, qid: int) -> None:
         self.pending.pop(qid, None)
+        self.questionless.pop(qid, None)
         if self.retired and not self.pending:
             self.close()
 
@@ -154,7 +173,8 @@ class _Channel:
     def _datagram(self, data: bytes, source: tuple[str, int] | tuple[str, int, int, int]) -> None:
         if len(data) < _HEADER or source[1] != self.peer_port or source[0] != self.peer_host:
             return
-        entry = self.pending.get(struct.unpack_from("!H", data)[0])
+        qid = struct.unpack_from("!H", data)[0]
+        entry = self.pending.get(qid)
         if entry is None or entry[1].done():
             return
         query, future = entry
@@ -166,6 +186,9 @@ class _Channel:
             return  # garbage with a live ID: wait for the real answer
         if _answers(query, response):
             future.set_result(response)
+        elif response.question is None and response.flags & dnscodec.QR:
+            self.owner.questionless_replies += 1
+            self.questionless[qid] = response.rcode
 
     def _fail_all(self, exc: OSError) -> None:
         self.retired = True
@@ -197,16 +220,21 @@ class Transport:
         self._turn = 0
         self.udp_queries = 0
         self.tcp_queries = 0
+        self.questionless_replies = 0  # error replies without a question, dropped
 
     def _channel(self, host: str, port: int) -> _Channel:
         """The next socket in turn; one that is retired or worn out is replaced when its
         turn comes (its queries in flight still get their answers), so a query looks at one
         socket, not at all of them."""
+        if not reuses_sockets(host):
+            channel = _Channel(self.loop, host, port, self)
+            channel.retired = True  # closed after this one query (``done``)
+            return channel
         pool = self._pools.get((host, port))
         if pool is None:
             pool = self._pools[(host, port)] = []
         if len(pool) < POOL_SIZE:
-            pool.append(_Channel(self.loop, host, port))
+            pool.append(_Channel(self.loop, host, port, self))
             return pool[-1]
         self._turn = (self._turn + 1) % len(pool)
         channel = pool[self._turn]
@@ -214,7 +242,7 @@ class Transport:
             channel.retired = True
             if not channel.pending:
                 channel.close()
-            channel = pool[self._turn] = _Channel(self.loop, host, port)
+            channel = pool[self._turn] = _Channel(self.loop, host, port, self)
         return channel
 
     async def exchange(self, query: Query, host: str, port: int, budget_s: float) -> Response:
@@ -228,6 +256,11 @@ class Transport:
         timer = self.loop.call_at(deadline, _expire, future)
         try:
             response = await future
+        except TimeoutError:
+            rcode = channel.questionless.get(qid)
+            if rcode is None:
+                raise
+            raise Mismatch(f"only a reply without a question section (rcode {rcode})") from None
         finally:
             timer.cancel()
             channel.done(qid)

@@ -12,6 +12,10 @@ before the users do (issue 14):
   (DNSSEC removed or broken upstream): until the cached answer is replaced, Postfix
   requires DANE where none can hold.
 
+The detail names at most ``MAX_LISTED`` patterns and hosts of each list, then "and N
+more": both lists come from remote data (a policy may carry thousands of ``mx`` lines), and
+one warning must stay one readable log line.
+
 ``policy_mx_drift`` and ``dane_drift`` take plain values, so ``check`` can call them on
 live lookups; ``entry_drift`` reads a cache entry; ``new_drift`` says what a store changed.
 """
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.dane.result import DaneLevel, DaneResult
 from tlspolicy.mtasts.policy import Mode, Policy
+
+MAX_LISTED = 5  # items of one list named in a detail line; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +52,18 @@ def policy_mx_drift(policy: Policy | None, mx_hosts: Iterable[str]) -> Drift | N
     if not uncovered:
         return None
     detail = (
-        f"MTA-STS enforce policy (mx {', '.join(policy.mx)}) does not cover MX "
-        f"{', '.join(uncovered)}: mail to it will be deferred"
+        f"MTA-STS enforce policy (mx {listed(policy.mx)}) does not cover MX "
+        f"{listed(uncovered)}: mail to it will be deferred"
     )
     return Drift("mta_sts", uncovered, detail)
+
+
+def listed(items: Iterable[str]) -> str:
+    """``a, b, c`` for a few items; the first ``MAX_LISTED`` and "and N more" otherwise."""
+    items = list(items)
+    if len(items) <= MAX_LISTED:
+        return ", ".join(items)
+    return f"{', '.join(items[:MAX_LISTED])} and {len(items) - MAX_LISTED} more"
 
 
 def dane_drift(old: DaneResult | None, new: DaneResult) -> Drift | None:

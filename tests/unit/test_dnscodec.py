@@ -244,3 +244,58 @@ def test_truncated_reply_is_read_to_its_question() -> None:
     assert read.truncated and read.question == ("x.example", 16, 1) and not read.answer
     with pytest.raises(FormatError):
         parse_response(cut)
+
+
+def _chain_reply(hops: int, landing: bytes, records: int, rdtype: int = 1) -> bytes:
+    """A reply whose first record's data is a name (``landing``) followed by a chain of
+    pointers, each to the one before; every later record's owner points at the chain's
+    end, so each owner is ``hops`` pointers away from its labels."""
+    question = encode_name("x.example") + struct.pack("!HH", 1, 1)
+    start = 12 + len(question) + 2 + 10  # the first record's data
+    chain = bytearray(landing)
+    target = start
+    for _ in range(hops - 1):
+        pointer = start + len(chain)
+        chain += struct.pack("!H", 0xC000 | target)
+        target = pointer
+    carrier = b"\xc0\x0c" + struct.pack("!HHIH", 65280, 1, 60, len(chain)) + chain
+    owner = struct.pack("!H", 0xC000 | target)
+    data = bytes(4) if rdtype == 1 else b""
+    others = (owner + struct.pack("!HHIH", rdtype, 1, 60, len(data)) + data) * records
+    header = struct.pack("!6H", 1, 0x8180, 1, 1 + records, 0, 0)
+    return header + question + carrier + others
+
+
+def test_a_long_pointer_chain_is_malformed() -> None:
+    """A 64 KB reply of 4,000 records whose owners point into an 8,000-pointer backward
+    chain: refused at the first owner, after 17 hops, not after 32 million."""
+    wire = _chain_reply(8000, b"\x01a\x00", 4000, rdtype=65280)
+    assert 60_000 < len(wire) <= 65_535
+    with pytest.raises(FormatError, match="longer than 16 hops"):
+        parse_response(wire)
+
+
+def test_chains_of_16_hops_are_read_as_dnspython_does() -> None:
+    wire = _chain_reply(dnscodec.MAX_POINTER_HOPS, b"\x01a\x00", 1)
+    assert list(parse_response(wire).answer) == [("a", 1)]
+    assert dns.message.from_wire(wire).answer[1].name.to_text() == "a."
+    with pytest.raises(FormatError, match="longer than 16 hops"):
+        parse_response(_chain_reply(dnscodec.MAX_POINTER_HOPS + 1, b"\x01a\x00", 1))
+
+
+def test_pointer_work_is_bounded_per_message() -> None:
+    """Each owner within the hop limit, but each one 16 pointers and 100 labels away: the
+    message as a whole reads too much through pointers and is malformed."""
+    landing = b"\x01a" * 100 + b"\x00"
+    assert parse_response(_chain_reply(16, landing, 100)).answer
+    with pytest.raises(FormatError, match="too many compression pointers"):
+        parse_response(_chain_reply(16, landing, 4000))
+
+
+def test_an_extended_rcode_of_0x80_and_up_is_kept() -> None:
+    """RFC 6891 §6.1.3: the OPT TTL's top octet is the rcode's upper eight bits; read
+    through the TTL clamp of RFC 2181 §8, rcode 3843 (0xF03) read as NXDOMAIN (3)."""
+    header = struct.pack("!6H", 1, 0x8183, 1, 0, 0, 1)
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0xF0 << 24, 0)
+    wire = header + encode_name("x.example") + struct.pack("!HH", 1, 1) + opt
+    assert parse_response(wire).rcode == 3843 == dns.message.from_wire(wire).rcode()

@@ -265,3 +265,55 @@ def test_random_ids_come_from_the_csprng_in_batches(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("tlspolicy.dnstransport.secrets.token_bytes", token_bytes)
     drawn = [dnstransport.random_id() for _ in range(dnstransport._IDS_PER_READ + 1)]
     assert reads == [1024, 1024] and drawn[0] == 0xFEFF and drawn[1] == 0xFCFD
+
+
+def _questionless(q: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+    reply = dns.message.make_response(q)
+    reply.set_rcode(rcode)
+    reply.question = []
+    return reply.to_wire()
+
+
+async def test_a_questionless_servfail_is_no_verdict(transport: Transport, responder: Any) -> None:
+    """Matched by the 16-bit ID alone, a forged SERVFAIL would defer the mail (TEMP): it is
+    dropped and counted, and the real answer that follows counts."""
+    server = await responder(lambda q, w, s: [_questionless(q, dns.rcode.SERVFAIL), answer(q)])
+    assert first_address(await exchange(transport, server, query())) == "192.0.2.1"
+    assert transport.questionless_replies == 1
+
+
+@pytest.mark.parametrize("rcode", [dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.REFUSED])
+async def test_only_a_questionless_reply_fails_the_exchange_at_its_deadline(
+    transport: Transport, responder: Any, rcode: dns.rcode.Rcode
+) -> None:
+    server = await responder(lambda q, w, s: [_questionless(q, rcode)])
+    with pytest.raises(dnstransport.Mismatch, match=f"rcode {int(rcode)}"):
+        await transport.exchange(query(), "127.0.0.1", server.port, 0.2)
+    assert transport.questionless_replies == 1
+
+
+async def test_a_resolver_off_loopback_gets_a_fresh_socket_per_query(
+    transport: Transport, responder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 5452 §9.2: a new random source port per query where off-host senders could
+    guess; the responder stays on 127.0.0.1, taken for a remote address here."""
+    made: list[dnstransport._Channel] = []
+
+    class Counted(dnstransport._Channel):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(dnstransport, "reuses_sockets", lambda host: False)
+    monkeypatch.setattr(dnstransport, "_Channel", Counted)
+    server = await responder(lambda q, w, s: [answer(q)])
+    for _ in range(12):
+        assert first_address(await exchange(transport, server, query())) == "192.0.2.1"
+        assert made[-1].closed  # its one query answered, its port given up
+    assert len(made) == 12 and not transport._pools
+
+
+def test_only_loopback_resolvers_share_sockets() -> None:
+    assert dnstransport.reuses_sockets("127.0.0.1") and dnstransport.reuses_sockets("::1")
+    assert not dnstransport.reuses_sockets("192.0.2.53")
+    assert not dnstransport.reuses_sockets("2001:db8::53")

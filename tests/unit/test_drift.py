@@ -14,7 +14,7 @@ from tests.unit.test_service import Clock, make_service, make_world
 from tlspolicy.cache.entry import DaneBranch
 from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
 from tlspolicy.dnsdata import MxRecord
-from tlspolicy.drift import dane_drift, entry_drift, new_drift, policy_mx_drift
+from tlspolicy.drift import MAX_LISTED, dane_drift, entry_drift, new_drift, policy_mx_drift
 from tlspolicy.metricsink import NullMetrics
 from tlspolicy.mtasts.policy import parse_policy
 
@@ -86,3 +86,15 @@ async def test_server_warns_once_when_a_dane_only_mx_turns_insecure(
     await edge.answer("QUERY", "dane.example")
     assert caplog.text.count("dane.example: policy drift: MX RRset no longer DNSSEC-secure") == 1
     assert metrics.drifts == Counter({"dane": 1})
+
+
+def test_policy_mx_drift_detail_names_a_few_items_and_counts_the_rest() -> None:
+    """A 2,498-pattern policy made a 50 KB warning line: each list is cut after a few."""
+    patterns = "".join(f"mx: mx{n}.a.example\n" for n in range(100))
+    policy = parse_policy(f"version: STSv1\nmode: enforce\n{patterns}max_age: 86400\n")
+    hosts = [f"other{n}.example" for n in range(40)]
+    drift = policy_mx_drift(policy, hosts)
+    assert drift is not None and len(drift.hosts) == 40  # the metric and JSON keep them all
+    assert f"mx4.a.example and {100 - MAX_LISTED} more" in drift.detail
+    assert f"other4.example and {40 - MAX_LISTED} more: mail" in drift.detail
+    assert len(drift.detail) < 300

@@ -43,7 +43,10 @@ VOCABULARY = (
     b'"ttl":3600,"mx_secure":true,"hosts":[{"host":"mx.","address_status":"secure",'
     b'"tlsa_name":"_25._tcp.mx.","tlsa_status":"secure","usable":1,"unusable":0,'
     b'"detail":"1 usable TLSA records"}]},"checked_at":17,"expires_at":17},'
-    b'"sts":{"policy":null,"policy_id":null,"fetched_at":0.0,"record_id":null,'
+    b'"policy_mode":"testing","policy_mode":"none","policy_mx":["*.",'
+    b'"policy_mode":"enforce","policy_max_age":604800,"policy_max_age":86400,'
+    b'"sts":{"policy":null,"policy_mode":null,"policy_max_age":null,"policy_mx":null,'
+    b'"policy_id":null,"fetched_at":0.0,"record_id":null,'
     b'"checked_at":17,"negative_until":0.0,"error":null,"error_kind":null,'
     b'"error_at":0.0,"error_id":null,"fetch_failed_at":0.0}}'
 )

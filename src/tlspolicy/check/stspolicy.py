@@ -55,6 +55,10 @@ def check_policy(text: str) -> tuple[Policy | None, list[Finding]]:
                 f"max_age {policy.max_age} s ({_days(policy.max_age)})",
             )
         )  # fmt: skip
+    findings.extend(
+        Finding(Section.STS_POLICY, "mta-sts-policy.adjusted", Status.WARNING, change)
+        for change in policy.notes  # what the server changed: a clamped max_age, mx dropped
+    )
     return policy, findings
 
 

@@ -8,6 +8,18 @@ a fetch. A general client (aiohttp) cost about half a millisecond more CPU per c
 MTA-STS domain and 180 ms of import on the first fetch. The rules (no redirects, status
 200, ``text/plain``, size cap) are in ``mtasts.fetch``'s docstring; ``mtasts.response``
 checks them. Every ssl, h11 and OS exception becomes a ``FetchError`` here, nowhere else.
+
+A hostile policy host must not cost more than its own fetch's deadline, nor stall the
+event loop meanwhile:
+
+* at most ``MAX_INTERIM_RESPONSES`` 1xx responses, their octets counted with the final
+  head against ``MAX_HEAD_BYTES`` (an endless ``100 Continue`` stream fails at once);
+* after each read that returned data the loop gets a turn (``_read``): a read from a
+  full buffer does not suspend, so a fast sender would otherwise keep h11 parsing for
+  the whole deadline;
+* a fetch that gives up (error, deadline, cancellation) aborts its connection at once
+  (``transport.abort()``) instead of closing it gracefully: a TLS close waits for the
+  peer's close_notify for up to 30 s, decrypting whatever the peer keeps sending.
 """
 
 from __future__ import annotations
@@ -29,7 +41,10 @@ FETCH_CONNECTIONS = 16  # our choice: concurrent fetches across all domains
 HTTPS_PORT = 443  # RFC 8461 §3.3: the policy URL has no port
 PROXY_PORT = 80  # an http:// proxy URL without a port
 HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305 §5: the recommended connection attempt delay
-MAX_HEAD_BYTES = 16 * 1024  # status line and header fields of one response
+MAX_HEAD_BYTES = 16 * 1024  # status line and header fields, interim responses included
+# 1xx responses skipped before the final one. A GET without ``Expect:`` needs none
+# (RFC 9110 §15.2); two leave room for a stray 100 Continue or 103 Early Hints.
+MAX_INTERIM_RESPONSES = 2
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -59,11 +74,15 @@ class HttpClient:
         async with self._slots:
             reader, writer = await self._open(host, proxy)
             try:
-                return await _exchange(reader, writer, host, path, headers)
+                result = await _exchange(reader, writer, host, path, headers)
             except (ssl.SSLError, OSError, h11.ProtocolError) as exc:
+                writer.transport.abort()
                 raise translate(exc) from exc
-            finally:
-                writer.close()
+            except BaseException:  # FetchError, or the deadline cancelling us
+                writer.transport.abort()
+                raise
+            writer.close()
+            return result
 
     async def close(self) -> None:
         return None  # nothing outlives a fetch
@@ -81,7 +100,7 @@ class HttpClient:
         try:
             await writer.start_tls(self._ssl, server_hostname=host)
         except BaseException as exc:  # also when the deadline cancels us
-            writer.close()
+            writer.transport.abort()
             if isinstance(exc, ssl.SSLError | OSError):
                 raise translate(exc) from exc
             raise
@@ -110,7 +129,7 @@ class HttpClient:
             writer.write(conn.send(h11.Request(method="CONNECT", target=target, headers=fields)))
             response = await _response(conn, reader)
         except BaseException as exc:  # also when the deadline cancels us
-            writer.close()
+            writer.transport.abort()
             if isinstance(exc, OSError | h11.ProtocolError | FetchError):
                 raise FetchError("proxy", f"CONNECT through {url.hostname}: {exc}") from exc
             raise
@@ -121,7 +140,7 @@ class HttpClient:
         elif conn.trailing_data[0]:
             problem = "proxy sent data before the TLS handshake"
         if problem is not None:
-            writer.close()
+            writer.transport.abort()
             raise FetchError("proxy", problem.rstrip())
         return reader, writer
 
@@ -151,7 +170,7 @@ async def _exchange(
     fields = [("Host", host), *headers.items(), ("Connection", "close")]
     writer.write(conn.send(h11.Request(method="GET", target=path, headers=fields)))
     writer.write(conn.send(h11.EndOfMessage()))
-    first = await reader.read(READ_CHUNK_BYTES)
+    first = await _read(reader)
     if not first:
         raise FetchError("connect", "connection closed before any response")
     conn.receive_data(first)
@@ -172,23 +191,61 @@ async def _exchange(
 
 
 async def _response(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Response:
-    """The final response (1xx interim responses skipped)."""
+    """The final response, after at most ``MAX_INTERIM_RESPONSES`` 1xx responses.
+
+    h11 bounds each head by itself; the heads together are bounded here, each counted at
+    its size on the wire in canonical form (``_head_size``): close enough for a cap.
+    """
+    interim = 0
+    heads = 0
     while True:
         event = await _event(conn, reader)
+        if not isinstance(event, h11.Response | h11.InformationalResponse):
+            continue
+        heads += _head_size(event)
+        if heads > MAX_HEAD_BYTES:
+            raise FetchError(
+                "other",
+                f"malformed HTTP response: heads over {MAX_HEAD_BYTES} bytes (1xx included)",
+            )
         if isinstance(event, h11.Response):
             return event
+        interim += 1
+        if interim > MAX_INTERIM_RESPONSES:
+            raise FetchError(
+                "other",
+                f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses "
+                f"(the last HTTP {event.status_code})",
+            )
+
+
+def _head_size(event: h11.Response | h11.InformationalResponse) -> int:
+    """Octets of ``HTTP/1.1 <status> <reason>``, the header fields and the blank line."""
+    size = 15 + len(event.reason) + 2  # "HTTP/1.1 200 " ... CRLF
+    for name, value in event.headers:
+        size += len(name) + 2 + len(value) + 2
+    return size
 
 
 async def _event(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Event:
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await reader.read(READ_CHUNK_BYTES))
+            conn.receive_data(await _read(reader))
             continue
         if isinstance(event, h11.ConnectionClosed):
             raise FetchError("connect", "connection closed before a response")
         assert not isinstance(event, type)  # PAUSED cannot happen: one request only
         return event
+
+
+async def _read(reader: asyncio.StreamReader) -> bytes:
+    """One chunk, then a turn for the loop (see the module docstring): ``read`` returns
+    buffered data without suspending, and a fast sender keeps the buffer full."""
+    data = await reader.read(READ_CHUNK_BYTES)
+    if data:
+        await asyncio.sleep(0)
+    return data
 
 
 def translate(exc: BaseException) -> FetchError:

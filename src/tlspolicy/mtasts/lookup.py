@@ -156,6 +156,9 @@ async def refresh_sts(
             fetch_failed_at=now,
         )
     note(f"MTA-STS policy id {record_id}: mode {policy.mode.value}, max_age {policy.max_age}")
+    for change in policy.notes:  # once per fetched policy: a cached one has none
+        note(f"MTA-STS policy id {record_id}: {change}")
+        log.warning("%s: MTA-STS policy id %s: %s", domain, record_id, change)
     # No negative window after a success: once max_age is over, the next use fetches again
     # (coalesced per domain) instead of answering "no policy" for a while, which would fail
     # open for policies with a very small max_age (RFC 8461 §3.3).

@@ -4,19 +4,36 @@ Pure: text in, ``Policy`` out, ``PolicySyntaxError(line, why)`` otherwise. Rules
 
 * Every line must match the grammar; one bad line invalidates the whole policy, which the
   caller then treats as a failed fetch (RFC 8461 §3.2, §3.3).
-* For every field except ``mx`` the first occurrence wins; later duplicates are still
-  checked against the grammar, then ignored (RFC 8461 §3.2).
+* For every field except ``mx`` the first occurrence wins; later duplicates are ignored
+  without judging their value (RFC 8461 §3.2: "all entries except for the first SHALL be
+  ignored"): ``mode: enforce`` then ``mode: bogus`` is an enforce policy. Such a line still
+  needs the generic line grammar, which any extension field meets; refusing the policy
+  for a value the RFC says to ignore would drop it, failing open (§5.1).
+* ``max_age`` above 31557600 is clamped to 31557600, with a note (``Policy.notes``). The
+  RFC states that maximum in prose while its ABNF allows ten digits (erratum 7282);
+  refusing the policy would fail open, and a policy cached a bit less long than its
+  publisher asked is merely re-fetched sooner.
+* At most ``MAX_MX_PATTERNS`` distinct ``mx`` patterns are kept, the first ones in file
+  order; the others are still checked against the grammar, then dropped with a note. A
+  real policy has a handful, and each query matches its MX hosts against all of them.
+  Keeping the first ones keeps the policy in force: an MX host that only a dropped
+  pattern would cover is refused in ``enforce`` mode (its mail is deferred, and the drift
+  warning names it), where refusing the whole policy would deliver to every host without
+  TLS checks (§5.1), failing open.
 * ``mx`` patterns are RFC 5321 Domains in A-label form, optionally prefixed by ``*.``;
   IP addresses are refused (an IP literal as an ``mx`` pattern is what Postfix must never be
   handed as a ``match=`` name: postfix-tlspol issue #70).
+
+The caller logs ``Policy.notes`` once, when the policy is fetched: a cached policy is
+restored from its parsed fields (``from_fields``), without notes and without parsing.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tlspolicy.errors import PolicySyntaxError
@@ -63,9 +80,12 @@ from tlspolicy.errors import PolicySyntaxError
 # * U-labels in ``mx`` are refused, not converted: RFC 8461 §3.2 says the value MUST be the
 #   A-label, and Domain is ASCII-only. A policy that breaks a MUST is not guessed at.
 # * A trailing dot (``mx: mail.example.com.``) is not in the Domain grammar and is refused.
-# * ``max_age`` above 31557600 is refused, not clamped: the RFC states the maximum, and
-#   erratum 7282 only notes that 10 digits allow more.
+# * ``max_age`` above 31557600 is clamped (see the module docstring): erratum 7282 notes
+#   that 10 digits allow more than the maximum the prose states.
+# * Repeated ``version``, ``mode`` and ``max_age`` lines after the first are not judged.
 MAX_AGE_LIMIT_S = 31_557_600  # RFC 8461 §3.2: max_age maximum value
+# Distinct mx patterns kept (see the module docstring): a real policy has a handful.
+MAX_MX_PATTERNS = 100
 MAX_LABEL_CHARS = 63  # RFC 1035 §2.3.4
 MAX_NAME_CHARS = 253  # RFC 1035 §2.3.4 (255 octets on the wire = 253 characters in text)
 MAX_EXT_NAME_CHARS = 32  # RFC 8461 §3.2: alphanum *31(...)
@@ -98,8 +118,11 @@ class Policy:
         mode: the policy mode.
         max_age: seconds the policy may be cached from fetch time (0..31557600).
         mx: the ``mx`` patterns, lowercased A-labels, ``*.`` kept, in file order, duplicates
-            removed.
-        text: the policy text as fetched (what a cache stores and re-parses).
+            removed, at most ``MAX_MX_PATTERNS``.
+        text: the policy text as fetched (what a cache stores, with the fields above).
+        notes: what parsing changed in the published policy (a clamped ``max_age``,
+            dropped ``mx`` patterns), one line each for the caller to log; empty for a
+            policy restored from a cache. Not part of the policy's value.
         fields: every line as (key, value) in served order, duplicates included (for the
             TLSRPT ``policy_string``); read again from ``text`` when asked, not held: only
             a reply for a TLSRPT map uses them, and every cached policy would carry them.
@@ -109,6 +132,7 @@ class Policy:
     max_age: int
     mx: tuple[str, ...]
     text: str
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def fields(self) -> tuple[tuple[str, str], ...]:
@@ -148,28 +172,37 @@ def parse_policy(text: str | bytes) -> Policy:
     version: str | None = None
     mode: Mode | None = None
     max_age: int | None = None
-    mx: list[str] = []
+    published_max_age = 0
+    mx: dict[str, None] = {}  # an ordered set: patterns kept
+    dropped: set[str] = set()  # distinct patterns beyond MAX_MX_PATTERNS
     for number, (key, value) in enumerate(_fields(lines), start=1):
         if key == "version":
-            if value != "STSv1":
-                raise PolicySyntaxError(number, f"version must be STSv1, not {value!r}")
-            version = version or value
+            if version is None:
+                if value != "STSv1":
+                    raise PolicySyntaxError(number, f"version must be STSv1, not {value!r}")
+                version = value
         elif key == "mode":
-            if value not in _MODES:
-                raise PolicySyntaxError(
-                    number, f"mode must be enforce, testing or none, not {value!r}"
-                )
-            mode = mode or Mode(value)
+            if mode is None:
+                if value not in _MODES:
+                    raise PolicySyntaxError(
+                        number, f"mode must be enforce, testing or none, not {value!r}"
+                    )
+                mode = Mode(value)
         elif key == "max_age":
-            seconds = _parse_max_age(number, value)
-            max_age = seconds if max_age is None else max_age
+            if max_age is None:
+                published_max_age = _parse_max_age(number, value)
+                max_age = min(published_max_age, MAX_AGE_LIMIT_S)
         elif key == "mx":
             why = mx_pattern_problem(value)
             if why is not None:
                 raise PolicySyntaxError(number, f"bad mx pattern {value!r}: {why}")
             pattern = value.lower()
-            if pattern not in mx:
-                mx.append(pattern)
+            if pattern in mx:
+                continue
+            if len(mx) < MAX_MX_PATTERNS:
+                mx[pattern] = None
+            else:
+                dropped.add(pattern)
     if version is None:
         raise PolicySyntaxError(0, "missing version field")
     if mode is None:
@@ -178,7 +211,40 @@ def parse_policy(text: str | bytes) -> Policy:
         raise PolicySyntaxError(0, "missing max_age field")
     if not mx and mode is not Mode.NONE:
         raise PolicySyntaxError(0, f"no mx field (required in mode {mode.value})")
-    return Policy(mode=mode, max_age=max_age, mx=tuple(mx), text=text)
+    notes: list[str] = []
+    if published_max_age > MAX_AGE_LIMIT_S:
+        notes.append(
+            f"max_age {published_max_age} clamped to {MAX_AGE_LIMIT_S} (RFC 8461 §3.2 maximum)"
+        )
+    if dropped:
+        notes.append(
+            f"{len(dropped)} mx patterns beyond the first {MAX_MX_PATTERNS} ignored: "
+            "MX hosts only they match are refused in enforce mode"
+        )
+    return Policy(mode=mode, max_age=max_age, mx=tuple(mx), text=text, notes=tuple(notes))
+
+
+def from_fields(mode: str, max_age: object, mx: Sequence[object], text: str) -> Policy:
+    """A policy that ``parse_policy`` returned before, rebuilt from its fields (a cache).
+
+    Cheap checks only, to refuse data that is not such a policy; ``text`` is not parsed
+    again (that is what made a cache decode cost a parse).
+
+    Raises:
+        ValueError: the fields cannot be those of a parsed policy.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode: {mode!r} is not a policy mode")
+    if isinstance(max_age, bool) or not isinstance(max_age, int):
+        raise ValueError("max_age: must be an integer")
+    if not 0 <= max_age <= MAX_AGE_LIMIT_S:
+        raise ValueError(f"max_age: {max_age} out of range")
+    patterns = tuple(p for p in mx if isinstance(p, str) and p)
+    if len(patterns) != len(mx) or len(patterns) > MAX_MX_PATTERNS:
+        raise ValueError(f"mx: must be at most {MAX_MX_PATTERNS} non-empty strings")
+    if not patterns and mode != Mode.NONE:
+        raise ValueError(f"mx: required in mode {mode}")
+    return Policy(mode=Mode(mode), max_age=max_age, mx=patterns, text=text)
 
 
 def _policy_lines(text: str) -> list[str]:
@@ -288,14 +354,10 @@ def _split_line(number: int, line: str) -> tuple[str, str]:
 
 
 def _parse_max_age(number: int, value: str) -> int:
+    """The published value, unclamped (``parse_policy`` clamps it and says so)."""
     if _DIGITS_RE.fullmatch(value) is None:
         raise PolicySyntaxError(number, f"max_age must be 1 to 10 digits, not {value!r}")
-    seconds = int(value)
-    if seconds > MAX_AGE_LIMIT_S:
-        raise PolicySyntaxError(
-            number, f"max_age {seconds} exceeds {MAX_AGE_LIMIT_S} (RFC 8461 §3.2 maximum)"
-        )
-    return seconds
+    return int(value)
 
 
 def _show(text: str) -> str:

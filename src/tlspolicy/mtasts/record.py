@@ -39,11 +39,14 @@ from tlspolicy.errors import RecordSyntaxError
 #
 # Choices where the RFC is silent (documented, tested):
 # * Several ``id`` fields: the first one wins, as RFC 8461 §3.2 rules for policy fields
-#   and as postfix-tlspol does; later ones are ignored.
-# * A field named exactly ``id`` whose value is not 1*32(ALPHA / DIGIT) would, read
-#   literally, be an extension field that happens to be called "id". We reject it instead:
-#   a publisher who wrote ``id=2024-01-01`` means an id, and silently treating the record as
-#   id-less (or picking a different id field) hides the mistake.
+#   ("all entries except for the first SHALL be ignored") and as postfix-tlspol does; later
+#   ones are ignored without judging their value (they still need the generic field
+#   grammar): ``id=abc; id=bad-value`` has id ``abc``. Refusing the record for a field
+#   that is ignored anyway would drop the policy, failing open.
+# * The first field named exactly ``id`` whose value is not 1*32(ALPHA / DIGIT) would,
+#   read literally, be an extension field that happens to be called "id". We reject it
+#   instead: a publisher who wrote ``id=2024-01-01`` means an id, and silently treating the
+#   record as id-less (or picking a later id field) hides the mistake.
 # * Field names are case-sensitive (%s"id="): ``ID=abc`` is an extension, so a record with
 #   only ``ID=`` lacks an id.
 VERSION = "v=STSv1"
@@ -114,12 +117,13 @@ def parse_record(text: str) -> StsRecord | None:
         pos = field.end()
         fields += 1
         if name == "id":
+            if record_id is not None:
+                continue  # a later id: ignored, unjudged (see above)
             if _ID_RE.fullmatch(value) is None:
                 raise RecordSyntaxError(
                     f"bad id {value!r}: must be 1 to {MAX_ID_CHARS} letters or digits"
                 )
-            if record_id is None:
-                record_id = value
+            record_id = value
             continue
         extensions.append((name, value))
     if fields == 0:

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from tlspolicy.errors import PolicySyntaxError
-from tlspolicy.mtasts.policy import Policy, parse_policy
+from tlspolicy.mtasts.policy import Policy, from_fields, parse_policy
 
 PROACTIVE_REFRESH_S = 86_400.0  # RFC 8461 §3.3: "a suggested refresh frequency is once per day"
 
@@ -110,8 +110,14 @@ class StsState:
         return max(self.expires_at(), self.negative_until)
 
     def to_json(self) -> dict[str, Any]:
+        """The state as JSON values; the policy as its text and its parsed fields
+        (``policy_mode``, ``policy_max_age``, ``policy_mx``), so a decode need not parse."""
+        policy = self.policy
         return {
-            "policy": None if self.policy is None else self.policy.text,
+            "policy": None if policy is None else policy.text,
+            "policy_mode": None if policy is None else policy.mode.value,
+            "policy_max_age": None if policy is None else policy.max_age,
+            "policy_mx": None if policy is None else list(policy.mx),
             "policy_id": self.policy_id,
             "fetched_at": self.fetched_at,
             "record_id": self.record_id,
@@ -126,22 +132,19 @@ class StsState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StsState:
-        """Rebuild a state written by ``to_json``; the policy text is parsed again.
+        """Rebuild a state written by ``to_json``.
+
+        The policy comes back from its stored fields, unparsed: a decode is on the path of
+        every query answered from a cache, and a parse costs time linear in the policy
+        (thousands of ``mx`` lines are possible). A state written before the fields were
+        stored has only the text, which is parsed then, once: the next store writes both.
 
         Raises:
             ValueError: the data is not a state this version wrote.
         """
         if not isinstance(data, dict):
             raise ValueError("MTA-STS state must be a JSON object")
-        text = data.get("policy")
-        policy: Policy | None = None
-        if text is not None:
-            if not isinstance(text, str):
-                raise ValueError("policy: must be the policy text")
-            try:
-                policy = parse_policy(text)
-            except PolicySyntaxError as exc:
-                raise ValueError(f"policy: cached policy no longer parses: {exc}") from None
+        policy = _policy(data)
         policy_id = _opt_str(data, "policy_id")
         record_id = _opt_str(data, "record_id")
         if record_id == policy_id:
@@ -261,6 +264,25 @@ def _no_policy_reason(state: StsState) -> str:
 
 def _secs(seconds: float) -> str:
     return f"{max(0, math.floor(seconds))}s"
+
+
+def _policy(data: dict[str, Any]) -> Policy | None:
+    """The stored policy (see ``StsState.from_json``), or None."""
+    text = data.get("policy")
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError("policy: must be the policy text")
+    mode = data.get("policy_mode")
+    if mode is None:  # written before the fields were stored
+        try:
+            return parse_policy(text)
+        except PolicySyntaxError as exc:
+            raise ValueError(f"policy: cached policy no longer parses: {exc}") from None
+    mx = data.get("policy_mx")
+    if not isinstance(mode, str) or not isinstance(mx, list):
+        raise ValueError("policy_mode, policy_mx: must be a string and a list")
+    return from_fields(mode, data.get("policy_max_age"), mx, text)
 
 
 def _opt_str(data: dict[str, Any], key: str) -> str | None:

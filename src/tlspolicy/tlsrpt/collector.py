@@ -4,8 +4,16 @@ libtlsrpt sends each datagram with ``MSG_DONTWAIT``: when our receive queue is f
 sender gets EAGAIN and the event is gone (Postfix logs "Could not report"). So:
 
 * The socket is non-blocking and read with ``loop.add_reader``: each wake-up reads until
-  EAGAIN (at most ``MAX_READS_PER_WAKEUP`` at a time, so the loop still serves others),
-  parses, and counts into the ``BatchWriter``. No disk I/O happens on this path.
+  EAGAIN, parses, and counts into the ``BatchWriter``. No disk I/O happens on this path.
+  A wake-up also stops after ``MAX_READS_PER_WAKEUP`` datagrams, ``MAX_BYTES_PER_WAKEUP``
+  bytes or ``MAX_WAKEUP_S`` seconds, whichever comes first, so the loop still serves
+  others. The reader is then paused for one turn of the loop (``call_soon``): left
+  registered, it would be called again before the timers that fell due meanwhile. The
+  byte and time budgets matter for large datagrams: eight of 256 KB, each with
+  thousands of failure details, held the loop for 400 ms in one go.
+* Failure details beyond ``datagram.MAX_FAILURE_DETAILS`` per policy are dropped unread;
+  their number is counted (``stats.details_dropped``) and logged at most once per
+  ``INVALID_LOG_INTERVAL_S``.
 * ``SO_RCVBUF`` is raised to ``tlsrpt.receive_buffer``. On Linux this is not what limits
   an AF_UNIX datagram queue: the queue holds at most ``net.unix.max_dgram_qlen`` + 1
   datagrams (sysctl, per network namespace; the kernel default is 10, systemd's is 512),
@@ -37,13 +45,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tlspolicy.errors import ConfigError, DatagramError
-from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES, parse_datagram
+from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES, MAX_FAILURE_DETAILS, parse_datagram
 from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.store import BatchWriter
 
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # linux/socket.h; Python lacks the name
 MAX_READS_PER_WAKEUP = 2000  # then return to the loop; the reader fires again at once
+MAX_BYTES_PER_WAKEUP = 1024 * 1024  # datagram bytes read in one wake-up (four of the largest)
+MAX_WAKEUP_S = 0.005  # time spent reading and parsing in one wake-up
 INVALID_LOG_INTERVAL_S = 60.0
 QUEUE_FULL_LOG_INTERVAL_S = 600.0
 SAMPLE_CHARS = 200  # of an invalid datagram, in the log
@@ -58,6 +68,8 @@ class CollectorStats:
     invalid: int = 0
     dropped: int = 0  # SO_RXQ_OVFL, when the kernel reports it (not for AF_UNIX on Linux)
     queue_full: int = 0
+    details_dropped: int = 0  # failure details beyond datagram.MAX_FAILURE_DETAILS
+    budget_stops: int = 0  # wake-ups that stopped on a budget with datagrams left
 
 
 class Collector:
@@ -88,6 +100,7 @@ class Collector:
         self._last_invalid_log = -INVALID_LOG_INTERVAL_S
         self._invalid_unlogged = 0
         self._last_full_log = -QUEUE_FULL_LOG_INTERVAL_S
+        self._last_dropped_log = -INVALID_LOG_INTERVAL_S
         self.queue_limit = _queue_limit()
 
     def bind(self) -> None:
@@ -156,20 +169,45 @@ class Collector:
             return
         if self._loop is not None:
             self._loop.remove_reader(sock.fileno())
-        while self._on_readable() == MAX_READS_PER_WAKEUP:
+        while self._read_some():
             pass
         self._sock = None
         sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
-    def _on_readable(self) -> int:
-        """Read until EAGAIN or ``MAX_READS_PER_WAKEUP``; returns how many were read."""
+    def _on_readable(self) -> None:
+        """The reader callback: read; after a budget stop, let the loop run a turn."""
+        if self._read_some() and self._loop is not None and self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if self._loop is not None and self._sock is not None:
+            self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def _read_some(self) -> bool:
+        """Read until EAGAIN or a budget runs out (see the module docstring).
+
+        Returns:
+            True when a budget stopped the reading: more datagrams may be queued.
+        """
         sock = self._sock
         if sock is None:
-            return 0
+            return False
         reads = 0
-        while reads < MAX_READS_PER_WAKEUP:
+        octets = 0
+        deadline = self._monotonic() + MAX_WAKEUP_S
+        stopped = False
+        while True:
+            if (
+                reads >= MAX_READS_PER_WAKEUP
+                or octets >= MAX_BYTES_PER_WAKEUP
+                or (reads and self._monotonic() >= deadline)
+            ):
+                stopped = True
+                self.stats.budget_stops += 1
+                break
             try:
                 size, ancdata, flags, _ = sock.recvmsg_into([self._view], self._ancillary)
             except (BlockingIOError, InterruptedError):
@@ -178,12 +216,13 @@ class Collector:
                 log.warning("TLSRPT collector receive failed: %s", exc)
                 break
             reads += 1
+            octets += size
             if ancdata:
                 self._note_drops(ancdata)
             self._handle(size, truncated=bool(flags & socket.MSG_TRUNC))
         if self.queue_limit and reads >= self.queue_limit:
             self._queue_was_full()
-        return reads
+        return stopped
 
     def _queue_was_full(self) -> None:
         self.stats.queue_full += 1
@@ -212,6 +251,22 @@ class Collector:
         for policy in datagram.policies:
             self.metrics.tlsrpt_session(
                 str(policy.policy_type), "failed" if policy.failed else "successful"
+            )
+            if policy.dropped_details:
+                self._details_dropped(datagram.domain, policy.dropped_details)
+
+    def _details_dropped(self, domain: str, count: int) -> None:
+        self.stats.details_dropped += count
+        now = self._monotonic()
+        if now - self._last_dropped_log >= INVALID_LOG_INTERVAL_S:
+            self._last_dropped_log = now
+            log.warning(
+                "TLSRPT datagram for %s: %d failure details beyond the first %d dropped "
+                "(%d so far); its sessions are counted",
+                domain,
+                count,
+                MAX_FAILURE_DETAILS,
+                self.stats.details_dropped,
             )
 
     def _invalid(self, exc: DatagramError, data: bytes) -> None:

@@ -37,7 +37,6 @@ INVALID = {
     "ip": (body(V, M, "mx: 192.0.2.1", A), "line 3: bad mx pattern '192.0.2.1'"),
     "wildcard": (body(V, M, "mx: *.*.example", A), "wildcard is only allowed"),
     "max-age-digits": (body(V, M, X, "max_age: 99999999999"), "1 to 10 digits"),
-    "max-age-range": (body(V, M, X, "max_age: 40000000"), "exceeds 31557600"),
     "mode": (body(V, "mode: strict", X, A), "mode must be enforce"),
     "no-version": (body(M, X, A), "missing version"),
 }
@@ -51,6 +50,14 @@ def test_stspolicy_invalid_policy_names_the_line(text: str, words: str) -> None:
     assert status is Status.ERROR
     assert words in message
     assert "senders treat the domain as without MTA-STS" in message
+
+
+def test_stspolicy_max_age_over_the_maximum_is_clamped_with_a_warning() -> None:
+    policy, findings = check_policy(body(V, M, X, "max_age: 40000000"))
+    assert policy is not None and policy.max_age == 31557600
+    assert by_check(findings, "mta-sts-policy.adjusted") == [
+        (Status.WARNING, "max_age 40000000 clamped to 31557600 (RFC 8461 §3.2 maximum)")
+    ]
 
 
 def test_stspolicy_line_notes_the_parser_accepts() -> None:

@@ -446,3 +446,19 @@ async def test_refresh_sts_success_logs_no_warning(
         _record(h.dns, "id2")
         await h.refresh(T0 + 61)
     assert _warnings(caplog) == []
+
+
+async def test_a_clamped_max_age_is_logged_once_per_fetched_policy(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 8461 §3.2: a max_age over 31557600 is clamped, not refused (refusing failed
+    open); the warning names the domain and the published value, once per fetch."""
+    h.fetcher.body = ENFORCE.replace("86400", "40000000")
+    with caplog.at_level(logging.INFO, logger="tlspolicy.mtasts"):
+        view = await h.query(T0)
+        await h.query(T0 + 61)  # the id check: cached policy kept, no new warning
+    assert view.policy is not None and view.policy.max_age == 31557600
+    assert _warnings(caplog) == [
+        "example.com: MTA-STS policy id id1: max_age 40000000 clamped to 31557600 "
+        "(RFC 8461 §3.2 maximum)"
+    ]

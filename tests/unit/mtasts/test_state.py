@@ -63,7 +63,14 @@ def test_sts_state_json_round_trip_without_policy() -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param({"policy": "version: STSv1\nmode: enforce\n"}, id="policy-no-longer-parses"),
+        pytest.param(
+            {"policy": "version: STSv1\nmode: enforce\n", "policy_mode": None},
+            id="old-entry-policy-no-longer-parses",
+        ),
+        pytest.param({"policy_mode": "strict"}, id="stored-mode-unknown"),
+        pytest.param({"policy_max_age": "86400"}, id="stored-max-age-not-int"),
+        pytest.param({"policy_mx": "mail.example.com"}, id="stored-mx-not-list"),
+        pytest.param({"policy_mx": []}, id="stored-enforce-without-mx"),
         pytest.param({"policy": 5}, id="policy-not-text"),
         pytest.param({"policy_id": None}, id="policy-without-id"),
         pytest.param({"policy": None}, id="id-without-policy"),
@@ -78,6 +85,26 @@ def test_sts_state_from_json_rejects_bad_data(changes: dict[str, Any]) -> None:
     data = _state().to_json() | changes
     with pytest.raises(ValueError):
         StsState.from_json(data)
+
+
+def test_a_cached_policy_is_decoded_without_a_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decode is on the path of every cached answer: the parsed fields are stored."""
+    data = json.loads(json.dumps(_state(WEEK).to_json()))
+    assert data["policy_mx"] == ["mail.example.com"] and data["policy_max_age"] == 604800
+
+    def no_parse(text: str) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr("tlspolicy.mtasts.state.parse_policy", no_parse)
+    assert StsState.from_json(data) == _state(WEEK)
+
+
+def test_an_entry_written_before_the_fields_were_stored_is_parsed_once() -> None:
+    old = {k: v for k, v in _state(WEEK).to_json().items() if not k.startswith("policy_")}
+    old["policy_id"] = "id1"
+    decoded = StsState.from_json(old)
+    assert decoded == _state(WEEK)
+    assert decoded.to_json()["policy_mode"] == "enforce"  # the next store writes both
 
 
 def test_sts_state_from_json_rejects_non_object() -> None:

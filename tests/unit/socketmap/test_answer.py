@@ -4,7 +4,7 @@ import pytest
 
 from tlspolicy.config import MapProfile
 from tlspolicy.dane.result import DaneLevel, DaneResult
-from tlspolicy.mtasts.policy import parse_policy
+from tlspolicy.mtasts.policy import Mode, Policy, parse_policy
 from tlspolicy.mtasts.state import Freshness, StsView
 from tlspolicy.socketmap.answer import format_reply
 from tlspolicy.socketmap.connection import MAX_REPLY_BYTES, encode_reply
@@ -69,10 +69,18 @@ def test_format_reply_duplicate_match_names_once() -> None:
     assert reply == "OK secure match=.example.net:example.net servername=hostname"
 
 
+def unchecked(text: str, domain: str = "example.com") -> Decision:
+    """A policy the parser would cap at ``MAX_MX_PATTERNS`` (mtasts/policy.py), built
+    directly: the formatter keeps its own limits and must not rely on the parser's."""
+    mx = tuple(line[4:] for line in text.splitlines() if line.startswith("mx: "))
+    policy = Policy(Mode.ENFORCE, 86400, mx, text)
+    return Decision(Verdict.SECURE, domain, "enforce", policy)
+
+
 def test_format_reply_huge_policy_keeps_within_limit() -> None:
     mx = "".join(f"mx: host{i:05d}.example.com\n" for i in range(1500))
     text = "version: STSv1\nmode: enforce\n" + mx + "max_age: 86400\n"
-    reply = format_reply(secure(text), TLSRPT)
+    reply = format_reply(unchecked(text), TLSRPT)
     assert len(reply.encode()) <= MAX_REPLY_BYTES
     assert reply.startswith("OK secure match=host00000.example.com:")
     assert reply.count("mx_host_pattern=") == 1500
@@ -85,7 +93,7 @@ def test_format_reply_tlsrpt_that_cannot_fit_falls_back_to_plain_secure() -> Non
     mx = "".join(f"mx: h{i:04d}.example.com\n" for i in range(2900))
     text = "version: STSv1\nmode: enforce\n" + mx + "max_age: 86400\n"
     assert len(text) < 65536  # fits the fetch limit, but not with TLSRPT attributes
-    reply = format_reply(secure(text), TLSRPT)
+    reply = format_reply(unchecked(text), TLSRPT)
     assert reply.startswith("OK secure match=h0000.example.com:")
     assert reply.endswith("servername=hostname")
     assert "policy_type" not in reply
@@ -96,7 +104,7 @@ def test_format_reply_too_large_for_any_reply_is_temp() -> None:
     # Only a policy beyond the 64 KiB fetch limit can get here; the formatter must not trust it.
     mx = "".join(f"mx: {'h' * 50}{i:05d}.{'e' * 50}.example.com\n" for i in range(1000))
     text = "version: STSv1\nmode: enforce\n" + mx + "max_age: 86400\n"
-    reply = format_reply(secure(text), TLSRPT)
+    reply = format_reply(unchecked(text), TLSRPT)
     assert reply.startswith("TEMP ")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests import looplag
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
 from tests.unit.tlsrpt.test_store import MemoryStore
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.collector import Collector
-from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES
+from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES, MAX_FAILURE_DETAILS
 from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import BatchWriter
 
@@ -124,3 +126,47 @@ async def test_collector_burst_is_read_completely(tmp_path: Path) -> None:
         await collector.aclose()
     assert writer.pending == 3000
     assert isinstance(writer._pending, Batch)
+
+
+def _hostile_datagram() -> bytes:
+    """A 250 KB datagram: one failed session with 8,006 distinct failure details."""
+    details = [{"c": 202, "n": f"mx{n}.example"} for n in range(8006)]
+    raw = datagram(sts_policy(failed=True, details=details))
+    assert MAX_DATAGRAM_BYTES - 20_000 < len(raw) <= MAX_DATAGRAM_BYTES
+    return raw
+
+
+async def test_large_datagrams_never_stall_the_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eight hostile datagrams queued before a wake-up: one wake-up read them all (400 to
+    520 ms before issue 27); now each wake-up stops on its budget (about 6 ms), and the
+    details beyond the cap are dropped as they are decoded."""
+    collector, writer, metrics = make(tmp_path)
+    raw = _hostile_datagram()
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        collector.bind()
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * MAX_DATAGRAM_BYTES)
+        sender.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):  # the queue holds max_dgram_qlen + 1
+            while sent < 8:
+                sender.sendto(raw, collector.path)
+                sent += 1
+        assert sent >= 4
+        async with looplag.measure() as lag:
+            collector.start()
+            await until(lambda: collector.stats.received == sent, f"{sent} datagrams")
+    finally:
+        sender.close()
+        await collector.aclose()
+    assert lag.worst < looplag.MAX_LOOP_LAG_S
+    assert writer.pending == sent and metrics.sessions == [("sts", "failed")] * sent
+    assert collector.stats.details_dropped == sent * (8006 - MAX_FAILURE_DETAILS)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"TLSRPT datagram for example.com: {8006 - MAX_FAILURE_DETAILS} failure details "
+        f"beyond the first {MAX_FAILURE_DETAILS} dropped ({8006 - MAX_FAILURE_DETAILS} so "
+        "far); its sessions are counted"
+    ]

@@ -14,6 +14,7 @@ from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, RECORD, datagram, 
 from tlspolicy.errors import DatagramError
 from tlspolicy.tlsrpt.datagram import (
     MAX_DATAGRAM_BYTES,
+    MAX_FAILURE_DETAILS,
     FailureDetail,
     PolicyType,
     parse_datagram,
@@ -202,3 +203,21 @@ def _shaped() -> st.SearchStrategy[bytes]:
 def test_datagram_property_only_datagram_error(raw: bytes) -> None:
     with contextlib.suppress(DatagramError):
         parse_datagram(raw)
+
+
+def test_failure_details_beyond_the_cap_are_dropped_and_counted() -> None:
+    """A datagram's failure details are capped (issue 27); its sessions still count."""
+    details = [{"c": 202, "n": f"mx{n}.example"} for n in range(MAX_FAILURE_DETAILS + 30)]
+    parsed = parse_datagram(datagram(sts_policy(failed=True, details=details)))
+    (policy,) = parsed.policies
+    assert policy.failed and policy.dropped_details == 30
+    assert [f.receiving_mx_hostname for f in policy.failures] == [
+        f"mx{n}.example" for n in range(MAX_FAILURE_DETAILS)
+    ]
+    two = parse_datagram(
+        datagram(
+            sts_policy(failed=True, details=details[:60]),
+            sts_policy(failed=True, details=details[60:120]),
+        )
+    )
+    assert [(len(p.failures), p.dropped_details) for p in two.policies] == [(60, 0), (40, 20)]
