@@ -27,8 +27,8 @@ import uvloop
 
 from bench import dnscount, servers
 from bench.lab import BOGUS_CANARY, SECURE_CANARY, BenchLab, start_bench_lab
-from tlspolicy.app import build_app
 from tlspolicy.config import load_config
+from tlspolicy.server.app import build_app
 
 CONCURRENCY = 16
 

@@ -28,9 +28,9 @@ from bench.lab import (
     start_bench_lab,
     sts_domain,
 )
-from tlspolicy.app import build_app
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.config import Config, load_config
+from tlspolicy.server.app import build_app
 from tlspolicy.socketmap.answer import format_reply
 from tlspolicy.socketmap.connection import SocketmapConnection, encode_reply
 from tlspolicy.socketmap.keys import normalize_key

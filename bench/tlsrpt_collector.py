@@ -37,8 +37,8 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.tlsrpt.collector import QLEN_SYSCTL, Collector
-from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.sqlite_backend import SqliteReportStore
 from tlspolicy.tlsrpt.store import BatchWriter
 

@@ -17,7 +17,7 @@ pytest_plugins = ["tests.lab.services", "tests.integration.server"]
 settings.register_profile("ci", derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-# Loggers whose level ``tlspolicy.logsetup.setup_logging`` sets (besides the root), and
+# Loggers whose level ``tlspolicy.server.logsetup.setup_logging`` sets (besides the root), and
 # the ``logging`` module settings it turns off.
 _TUNED_LOGGERS = ("asyncio", "asyncpg.pool")
 _TUNED_SETTINGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
-from tlspolicy.dnsdata import DnsAnswer, Record
-from tlspolicy.errors import DnsError
-from tlspolicy.trace import TraceEvent, record
+from tlspolicy.dnsstub.data import DnsAnswer, Record
+from tlspolicy.dnsstub.trace import TraceEvent, record
+from tlspolicy.errors import DnsError, FetchError
 
 
 @dataclass
@@ -67,6 +68,32 @@ class FakeDns:
             raise found
         record(TraceEvent("dns", name, rdtype, found.status, found.ttl))
         return found
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class FakeFetcher:
+    """A policy fetcher: ``policies[domain]``, else ``body`` (a policy for every domain, or
+    a ``FetchError`` to raise), else an HTTP 404; waits ``delay`` and counts ``calls``."""
+
+    policies: dict[str, str] = field(default_factory=dict)
+    body: str | FetchError | None = None
+    delay: float = 0.0
+    calls: list[str] = field(default_factory=list)
+
+    async def fetch(self, domain: str) -> str:
+        self.calls.append(domain)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if domain in self.policies:
+            return self.policies[domain]
+        if isinstance(self.body, FetchError):
+            raise self.body
+        if self.body is not None:
+            return self.body
+        raise FetchError("status", "HTTP 404")
 
     async def aclose(self) -> None:
         return None

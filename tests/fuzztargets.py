@@ -15,11 +15,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tlspolicy import dnscodec
 from tlspolicy.config import load_config
 from tlspolicy.dane.tlsa import tlsa_usable
-from tlspolicy.dnsanswer import to_answer
-from tlspolicy.dnsdata import TlsaRecord, TxtRecord
+from tlspolicy.dnsstub import codec as dnscodec
+from tlspolicy.dnsstub.answer import to_answer
+from tlspolicy.dnsstub.data import TlsaRecord, TxtRecord
 from tlspolicy.errors import (
     ConfigError,
     DatagramError,

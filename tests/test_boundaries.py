@@ -1,7 +1,9 @@
 """The sans-IO boundary: pure modules import no I/O library, no logging, no clock.
 
-Parsers and decisions take facts and return values (style.md A2); only the adapters
-(dnsclient, mtasts/fetch, cache/*_backend, server/, cli/) do I/O.
+Parsers and decisions take facts and return values; only the adapters (dnsstub/client,
+mtasts/fetch, cache/backends/, db/, server/, cli/) do I/O. The packages are layered
+(``LAYERS``): a package imports only packages of lower layers, so the folders read top-down
+and no cycle can come back (docs/architecture.md draws them).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ PURE_MODULES = [
     "socketmap/connection.py",
     "socketmap/keys.py",
     "socketmap/answer.py",
-    "verdict.py",
-    "defaults.py",
-    "plan.py",
-    "memo.py",
-    "outcome.py",
-    "dnsdata.py",
-    "dnscodec.py",
-    "trace.py",
+    "decision/verdict.py",
+    "config/defaults.py",
+    "decision/plan.py",
+    "service/memo.py",
+    "decision/outcome.py",
+    "dnsstub/data.py",
+    "dnsstub/codec.py",
+    "dnsstub/trace.py",
     "mtasts/record.py",
     "mtasts/policy.py",
     "mtasts/state.py",
@@ -52,10 +54,10 @@ PURE_MODULES = [
     "check/tlsrptrecord.py",
     "check/senders.py",
     "check/render.py",
-    "overrides/model.py",
-    "overrides/book.py",
-    "drift.py",
-    "maillog.py",
+    "config/overrides.py",
+    "control/book.py",
+    "control/drift.py",
+    "postfix/maillog.py",
 ]
 FORBIDDEN = {
     "asyncio", "aiohttp", "dns", "socket", "ssl", "sqlite3", "redis", "asyncpg",
@@ -132,3 +134,50 @@ def test_boundaries_no_import_cycle() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+# The packages, bottom up: a module may import its own package and packages of lower
+# layers only (flat modules count as packages of their own). Packages of one layer do not
+# import each other.
+LAYERS: list[set[str]] = [
+    {"_version", "errors", "names"},
+    {"config", "metrics", "db"},
+    {"dnsstub", "postfix"},
+    {"dane", "mtasts"},
+    {"cache"},
+    {"decision"},
+    {"socketmap", "control"},
+    {"service", "tlsrpt"},
+    {"check", "server"},
+    {"cli"},
+    {"__main__"},
+]
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_boundaries_layers_cover_every_package() -> None:
+    found = {p.relative_to(SRC).parts[0].removesuffix(".py") for p in SRC.glob("*")}
+    found -= {"__init__", "__pycache__", "py.typed"}
+    listed = set().union(*LAYERS)
+    assert found == listed
+
+
+def test_boundaries_packages_import_only_lower_layers() -> None:
+    layer_of = {name: index for index, layer in enumerate(LAYERS) for name in layer}
+    wrong = []
+    for path in SRC.rglob("*.py"):
+        module = ".".join(("tlspolicy", *path.relative_to(SRC).with_suffix("").parts))
+        own = _package(module)
+        if own not in layer_of:  # the package's own __init__
+            continue
+        for imported in _module_imports(path):
+            other = _package(imported)
+            if other in ("", own) or other not in layer_of:
+                continue
+            if layer_of[other] >= layer_of[own]:
+                wrong.append(f"{module} imports {imported}")
+    assert wrong == [], "\n".join(sorted(wrong))

@@ -29,8 +29,8 @@ from tests.unit.cache.helpers import (
     make_sts_entry,
 )
 from tlspolicy.cache.backend import CacheBackend
+from tlspolicy.cache.backends.redis import RedisBackend
 from tlspolicy.cache.factory import open_backend
-from tlspolicy.cache.redis_backend import RedisBackend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import CacheConfig
 from tlspolicy.errors import CacheError

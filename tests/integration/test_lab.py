@@ -32,8 +32,8 @@ from tests.lab.https import POLICY_PATH, WRONG_CERT_NAME, Behavior
 from tests.lab.postfix import PostmapKind, postmap_query, socketmap_inet, socketmap_unix
 from tests.lab.scenario import Lab, start_lab, sts_policy, sts_txt
 from tlspolicy.config import load_config, parse_config
-from tlspolicy.dnscodec import parse_response
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.codec import parse_response
+from tlspolicy.dnsstub.data import TlsaRecord
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +170,7 @@ def test_lab_nxdomain_is_authenticated(lab: Lab) -> None:
 def test_lab_malformed_tlsa_is_served_securely(lab: Lab) -> None:
     """The wire answer is secure and carries the 5-byte SHA-256 record.
 
-    Plain dnspython refuses such a record; tlspolicy.dnscodec keeps it (the data only makes
+    Plain dnspython refuses such a record; tlspolicy.dnsstub.codec keeps it (the data only makes
     the record unusable), which the DANE integration tests exercise.
     """
     request = dns.message.make_query("_25._tcp.mx1.malformed-tlsa.lab", "TLSA", want_dnssec=True)

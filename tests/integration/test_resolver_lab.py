@@ -22,9 +22,9 @@ import pytest
 from tests.lab.dnslab import RETRY_ON, Nsd, Unbound, query
 from tests.lab.netutil import LOOPBACK, Daemon, free_port, wait_until
 from tests.lab.zones import ALL_TYPES, ZoneSet, ZoneSpec
-from tlspolicy.dnsclient import ResolverClient
-from tlspolicy.metrics import Metrics
-from tlspolicy.selfcheck import ResolverMonitor, check_resolver
+from tlspolicy.dnsstub.client import ResolverClient
+from tlspolicy.dnsstub.selfcheck import ResolverMonitor, check_resolver
+from tlspolicy.metrics.registry import Metrics
 
 pytestmark = pytest.mark.integration  # nsd and unbound come with scripts/test: never skipped
 

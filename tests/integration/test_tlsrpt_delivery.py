@@ -30,13 +30,13 @@ from tests.lab.netutil import LOOPBACK
 from tests.lab.tlsrpt_sinks import SINK_HOST, HttpsSink, SmtpSink, running_sinks
 from tests.schemas import validate_report
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
-from tlspolicy.dnsdata import AddressRecord, TxtRecord
+from tlspolicy.config.tlsrpt import TlsrptConfig
+from tlspolicy.dnsstub.data import AddressRecord, TxtRecord
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.datagram import parse_datagram
 from tlspolicy.tlsrpt.postgres_backend import TABLES
 from tlspolicy.tlsrpt.reporter import Reporter
-from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import ReportStore
 
 pytestmark = pytest.mark.integration

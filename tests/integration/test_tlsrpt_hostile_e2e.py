@@ -27,12 +27,12 @@ from tests.lab.netutil import LOOPBACK, free_port
 from tests.lab.scenario import Lab, txt
 from tests.lab.tlsrpt_sinks import SmtpSink
 from tests.unit.tlsrpt.helpers import NO_POLICY_OK, datagram
-from tlspolicy.dnsclient import ResolverClient
+from tlspolicy.config.tlsrpt import TlsrptConfig
+from tlspolicy.dnsstub.client import ResolverClient
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.datagram import parse_datagram
 from tlspolicy.tlsrpt.record import MAX_DESTINATIONS
 from tlspolicy.tlsrpt.reporter import Reporter
-from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.sqlite_backend import SqliteReportStore
 
 pytestmark = pytest.mark.integration

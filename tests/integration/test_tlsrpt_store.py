@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
+from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.datagram import FailureDetail, parse_datagram
 from tlspolicy.tlsrpt.postgres_backend import TABLES
-from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import ReportStore
 
 pytestmark = pytest.mark.integration

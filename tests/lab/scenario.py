@@ -16,7 +16,7 @@ DANE (MX hosts named ``mx1.<d>``, ``mx2.<d>``; TLSA at ``_25._tcp.<mx>``):
   unusable.lab         TLSA 1 1 1, 3 1 5 and 3 2 1 only
   usage01.lab          TLSA 0 0 1 and 1 1 1 only
   malformed-tlsa.lab   TLSA 3 1 1 with 5 bytes and 3 0 0 with junk DER (plain dnspython
-                       refuses such an answer; tlspolicy.dnsclient relaxes it)
+                       refuses such an answer; tlspolicy.dnsstub.client relaxes it)
   cname-mx.lab         MX mx.cname-mx.lab CNAME mail.provider.lab (A + TLSA at the target)
   nullmx.lab           MX 0 .
   implicit.lab         no MX; A and TLSA (_25._tcp.implicit.lab) at the domain

@@ -126,7 +126,7 @@ def test_fuzz_load_config_text_raises_only_config_error(text: str) -> None:
 def test_fuzz_found_tlsa_full_cert_with_version_4_is_unusable_not_an_exception() -> None:
     """atheris found it: cryptography raises InvalidVersion (not ValueError) for version 4."""
     from tlspolicy.dane.tlsa import tlsa_usable  # noqa: PLC0415
-    from tlspolicy.dnsdata import TlsaRecord  # noqa: PLC0415
+    from tlspolicy.dnsstub.data import TlsaRecord  # noqa: PLC0415
 
     data = (fuzztargets.CORPUS / "tlsa" / "crash-invalid-x509-version").read_bytes()[3:]
     assert tlsa_usable(TlsaRecord(3, 0, 0, data)) == (

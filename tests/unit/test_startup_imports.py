@@ -15,13 +15,13 @@ NOT_AT_START = (
     "urllib.request",
     "tlspolicy.tlsrpt.runtime",
     "tlspolicy.check",
-    "tlspolicy.metrics",
+    "tlspolicy.metrics.registry",
 )
 
 
 def test_serve_command_imports_nothing_a_default_configuration_does_not_use() -> None:
     probe = (
-        "import sys, tlspolicy.cli.main, tlspolicy.cli.serve, tlspolicy.app;"
+        "import sys, tlspolicy.cli.main, tlspolicy.server.lifecycle, tlspolicy.server.app;"
         f"print(' '.join(m for m in {NOT_AT_START!r} if m in sys.modules))"
     )
     done = subprocess.run(

@@ -26,21 +26,21 @@ def open_backend(
         CacheError: unknown backend name, or a URL this backend cannot use.
     """
     if config.backend == "memory":
-        from tlspolicy.cache.memory_backend import MemoryBackend  # noqa: PLC0415 - lazy by design
+        from tlspolicy.cache.backends.memory import MemoryBackend  # noqa: PLC0415 - lazy by design
 
         return MemoryBackend(max_entries=config.max_entries, clock=clock)
     if config.backend == "sqlite":
-        from tlspolicy.cache.sqlite_backend import SqliteBackend  # noqa: PLC0415 - lazy by design
+        from tlspolicy.cache.backends.sqlite import SqliteBackend  # noqa: PLC0415 - lazy by design
 
         return SqliteBackend(
             config.path, max_entries=config.max_entries, clock=clock, recover=recover
         )
     if config.backend == "redis":
-        from tlspolicy.cache.redis_backend import RedisBackend  # noqa: PLC0415 - lazy by design
+        from tlspolicy.cache.backends.redis import RedisBackend  # noqa: PLC0415 - lazy by design
 
         return RedisBackend(_required_url(config), clock=clock)
     if config.backend == "postgres":
-        from tlspolicy.cache.postgres_backend import PostgresBackend  # noqa: PLC0415 - lazy by design
+        from tlspolicy.cache.backends.postgres import PostgresBackend  # noqa: PLC0415 - lazy by design
 
         return PostgresBackend(_required_url(config), clock=clock)
     names = ", ".join(BackendName)

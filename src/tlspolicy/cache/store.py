@@ -35,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tlspolicy.cache.backend import CacheBackend
 from tlspolicy.cache.domain_locks import DomainLocks
@@ -43,7 +44,6 @@ from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.cache.hot import HotLayer, OvertakenReads
 from tlspolicy.cache.outage import Outage
 from tlspolicy.cache.quiet import QuietChecks
-from tlspolicy.cache.store_admin import AdminCalls
 from tlspolicy.cache.usage import MIN_PENDING_DOMAINS, PendingUses
 from tlspolicy.errors import CacheError
 
@@ -51,7 +51,10 @@ from tlspolicy.errors import CacheError
 FLUSH_INTERVAL_S = 10.0
 
 
-class PolicyCache(AdminCalls):
+T = TypeVar("T")
+
+
+class PolicyCache:
     """The hot layer plus one ``CacheBackend``; one instance per process and event loop."""
 
     def __init__(
@@ -267,3 +270,72 @@ class PolicyCache(AdminCalls):
 
     def _fail(self, exc: CacheError) -> None:
         self._outage.fail(exc)
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease; during an outage answer True (act alone rather than wait)."""
+        if not await self._ready():
+            return True
+        try:
+            return await self._backend.acquire_lease(key, owner, ttl)
+        except CacheError as exc:
+            self._fail(exc)
+            return True
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        if not await self._ready():
+            return
+        try:
+            await self._backend.release_lease(key, owner)
+        except CacheError as exc:
+            self._fail(exc)
+
+    async def delete(self, domain: str) -> bool:
+        """Forget ``domain`` here and in the backend; True if the backend had it live.
+
+        Raises:
+            CacheError: the backend is unavailable (the hot copy is gone anyway).
+        """
+        self._overtaken.wrote(domain)
+        self._hot.forget(domain)
+        self._uses.discard(domain)
+        async with self._write_order.turn(domain):
+            return await self._admin(lambda: self._backend.delete(domain))
+
+    async def purge(self) -> int:
+        """Forget everything; returns how many stored entries the backend removed.
+
+        Raises:
+            CacheError: the backend is unavailable (the hot layer is cleared anyway).
+        """
+        self._overtaken.purged()
+        self._hot.clear()
+        self._uses.clear()
+        return await self._admin(self._backend.purge)
+
+    async def entries(self) -> list[CacheEntry]:
+        """Every live stored entry, sorted by domain, with counters flushed first.
+
+        Raises:
+            CacheError: the backend is unavailable.
+        """
+        await self.flush()
+        return await self._admin(self._backend.entries)
+
+    async def count(self) -> int:
+        """How many live entries the backend holds.
+
+        Raises:
+            CacheError: the backend is unavailable.
+        """
+        return await self._admin(self._backend.count)
+
+    async def _admin(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run an admin call; unlike the hot path it raises when the backend is down."""
+        if not await self._ready():
+            reason = self._outage.reason
+            raise CacheError(f"cache backend {self._backend.name} unavailable: {reason}")
+        try:
+            return await call()
+        except CacheError as exc:
+            self._fail(exc)
+            raise

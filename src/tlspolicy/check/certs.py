@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 from tlspolicy.mtasts.policy import mx_matches
 
 EXPIRY_WARNING_DAYS = 14  # issue 13: warn when the certificate expires within two weeks

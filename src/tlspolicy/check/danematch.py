@@ -19,7 +19,7 @@ from tlspolicy.check.certs import tlsa_match
 from tlspolicy.check.findings import Finding, Section, Status
 from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
 from tlspolicy.dane.tlsa import MTYPE_NAMES, SELECTOR_NAMES, USAGE_NAMES, tlsa_usable
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 
 
 def check_domain(result: DaneResult) -> Finding:

@@ -9,7 +9,7 @@ a host without any address cannot receive mail.
 from __future__ import annotations
 
 from tlspolicy.check.findings import Finding, Section, Status
-from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord
+from tlspolicy.dnsstub.data import AddressRecord, DnsAnswer, MxRecord
 from tlspolicy.errors import DnsError
 
 

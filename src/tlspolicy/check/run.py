@@ -26,13 +26,13 @@ from tlspolicy.check.tlsrptrecord import check_tlsrpt
 from tlspolicy.config import Config
 from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneResult, HostResult
-from tlspolicy.dnsclient import DnsClient
-from tlspolicy.dnsdata import DnsAnswer, TlsaRecord
+from tlspolicy.decision.outcome import Outcome
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.data import DnsAnswer, TlsaRecord
 from tlspolicy.errors import DnsError, FetchError
 from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.policy import Mode, Policy
-from tlspolicy.outcome import Outcome
-from tlspolicy.service import PolicyService
+from tlspolicy.service.service import PolicyService
 
 UNREACHABLE_KINDS = frozenset({"timeout", "network", "refused"})  # the resolver, not the domain
 FAMILIES = ("IPv4", "IPv6")

@@ -19,9 +19,9 @@ from typing import Any
 from tlspolicy.check.findings import Finding, Section, Status
 from tlspolicy.check.session import ProbeResult, Stage
 from tlspolicy.config import MapProfile
+from tlspolicy.decision.verdict import Decision, Verdict
 from tlspolicy.mtasts.policy import Policy
 from tlspolicy.socketmap.answer import render
-from tlspolicy.verdict import Decision, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def check_senders(
         ]
     if verdict is Verdict.PERM:
         return [_f("senders.postfix", Status.ERROR, f"{server}: Postfix bounces ({reason})")]
-    if verdict is Verdict.NONE:
+    if verdict is Verdict.NOTFOUND:
         message = (
             f"{server} ({reason}): Postfix uses main.cf's level, usually opportunistic TLS "
             "with cleartext fallback; publish MTA-STS enforce or DANE to prevent downgrades"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from tlspolicy.check.findings import Finding, Section, Status
-from tlspolicy.dnsdata import DnsAnswer, TxtRecord
+from tlspolicy.dnsstub.data import DnsAnswer, TxtRecord
 from tlspolicy.errors import RecordSyntaxError
 from tlspolicy.mtasts.record import MAX_ID_CHARS, NoRecordError, StsRecord, select_record
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tlspolicy.check.findings import Finding, Section, Status
 from tlspolicy.check.stsrecord import record_text
-from tlspolicy.dnsdata import DnsAnswer, TxtRecord
+from tlspolicy.dnsstub.data import DnsAnswer, TxtRecord
 from tlspolicy.errors import RecordSyntaxError
 from tlspolicy.tlsrpt.record import select_record
 

@@ -13,18 +13,18 @@ import sys
 import time
 from typing import Any
 
-from tlspolicy.app import App, build_app
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.cli.warm import DEFAULT_RATE, warm
 from tlspolicy.config import Config, MapProfile
-from tlspolicy.drift import entry_drift
+from tlspolicy.control.book import override_decision
+from tlspolicy.control.drift import entry_drift
+from tlspolicy.decision.plan import PlanSettings, plan_answer
+from tlspolicy.decision.verdict import OK_VERDICTS
 from tlspolicy.errors import CacheError
-from tlspolicy.maillog import read_lines, recent_domains
-from tlspolicy.overrides.book import override_decision
-from tlspolicy.plan import PlanSettings, plan_answer
+from tlspolicy.postfix.maillog import read_lines, recent_domains
+from tlspolicy.server.app import App, build_app
 from tlspolicy.socketmap.answer import Reply, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
-from tlspolicy.verdict import OK_VERDICTS
 
 
 def add_parsers(sub: Any) -> None:

@@ -67,9 +67,9 @@ def add_parser(sub: Any) -> None:
 async def run(config: Config, args: argparse.Namespace) -> int:
     # Imported here: cryptography and the audit's modules cost every other command
     # (``serve`` above all) memory and start-up time they never use.
-    from tlspolicy.app import build_app, memory_cache  # noqa: PLC0415
     from tlspolicy.check.probe import SmtpProber  # noqa: PLC0415
     from tlspolicy.check.run import FAMILIES, CheckOptions, run_check  # noqa: PLC0415
+    from tlspolicy.server.app import build_app, memory_cache  # noqa: PLC0415
 
     parsed = normalize_key(args.domain)
     if parsed.domain is None or args.domain.startswith("["):

@@ -6,18 +6,18 @@ import contextlib
 import time
 from typing import Any
 
-from tlspolicy.app import App
 from tlspolicy.cache.factory import open_backend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.cli.admin import cached_answer
 from tlspolicy.config import Config, MapProfile
+from tlspolicy.control.book import override_decision
+from tlspolicy.control.store import OverrideStore
+from tlspolicy.dnsstub.trace import Trace, recording
 from tlspolicy.errors import CacheError
 from tlspolicy.mtasts.state import StsState
-from tlspolicy.overrides.book import override_decision
-from tlspolicy.overrides.store import OverrideStore
+from tlspolicy.server.app import App
 from tlspolicy.socketmap.answer import NOTFOUND, Reply, perm, render, shadowed
 from tlspolicy.socketmap.keys import normalize_key
-from tlspolicy.trace import Trace, recording
 
 
 async def explain_domain(app: App, map_name: str, key: str) -> dict[str, Any]:

@@ -17,18 +17,18 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from tlspolicy import __version__
-from tlspolicy.app import build_app, memory_cache
 from tlspolicy.cli import admin
 from tlspolicy.cli import check as check_cli
 from tlspolicy.cli import overrides as overrides_cli
 from tlspolicy.cli import tlsrpt as tlsrpt_cli
 from tlspolicy.cli.explain import cached_view, explain_domain, print_explanation
-from tlspolicy.cli.serve import serve
 from tlspolicy.config import Config, load_config
+from tlspolicy.decision.verdict import OK_VERDICTS, Verdict
 from tlspolicy.errors import ConfigError, TlsPolicyError
-from tlspolicy.logsetup import setup_logging
-from tlspolicy.postfix import Severity, advise, read_postfix
-from tlspolicy.verdict import OK_VERDICTS, Verdict
+from tlspolicy.postfix.advice import Severity, advise, read_postfix
+from tlspolicy.server.app import build_app, memory_cache
+from tlspolicy.server.lifecycle import serve
+from tlspolicy.server.logsetup import setup_logging
 
 EXIT_FOUND = 0
 EXIT_NOTFOUND = 1
@@ -132,7 +132,7 @@ async def query(config: Config, key: str, map_name: str | None, *, as_json: bool
     verdict = explanation["verdict"]
     if verdict in OK_VERDICTS:
         return EXIT_FOUND
-    if verdict == Verdict.NONE:
+    if verdict == Verdict.NOTFOUND:
         return EXIT_NOTFOUND
     if verdict == Verdict.PERM:
         return EXIT_CONFIG

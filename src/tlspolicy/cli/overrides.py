@@ -16,9 +16,7 @@ from typing import Any
 
 from tlspolicy.cache.factory import open_backend
 from tlspolicy.config import Config
-from tlspolicy.errors import CacheError, ProtocolError
-from tlspolicy.overrides.book import weakens
-from tlspolicy.overrides.model import (
+from tlspolicy.config.overrides import (
     LEVELS,
     Override,
     OverrideError,
@@ -26,7 +24,9 @@ from tlspolicy.overrides.model import (
     parse_level,
     parse_until,
 )
-from tlspolicy.overrides.store import OverrideStore
+from tlspolicy.control.book import weakens
+from tlspolicy.control.store import OverrideStore
+from tlspolicy.errors import CacheError, ProtocolError
 from tlspolicy.socketmap.keys import normalize_key
 
 EXIT_TEMPFAIL = 75

@@ -23,19 +23,19 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tlspolicy.app import nameservers
 from tlspolicy.config import Config
-from tlspolicy.dnsclient import ResolverClient
+from tlspolicy.dnsstub.client import ResolverClient
 from tlspolicy.errors import ConfigError
-from tlspolicy.logsetup import setup_logging
-from tlspolicy.privileges import drop_privileges
+from tlspolicy.server.app import nameservers
+from tlspolicy.server.logsetup import setup_logging
+from tlspolicy.server.privileges import drop_privileges, prepare_state
+from tlspolicy.server.warmup import preload
 from tlspolicy.tlsrpt.aggregate import utc_day
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.report import format_report, report_id, totals
 from tlspolicy.tlsrpt.runtime import TlsrptRuntime, clock_from_env
 from tlspolicy.tlsrpt.schedule import due_at
 from tlspolicy.tlsrpt.store import ReportStore
-from tlspolicy.warmup import preload
 
 if TYPE_CHECKING:
     from tlspolicy.tlsrpt.reporter import Reporter
@@ -71,6 +71,8 @@ async def collect(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runtime.bind()
+    if runtime.store_directory is not None:
+        prepare_state(runtime.store_directory, config.server.user, config.server.group)
     _drop_privileges(config)
     await runtime.start()
     await stop.wait()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from tlspolicy.config import MapProfile
+from tlspolicy.decision.verdict import Verdict
 from tlspolicy.socketmap.answer import render
 from tlspolicy.socketmap.keys import normalize_key
-from tlspolicy.verdict import Verdict
 
 WARM_CONCURRENCY = 16
 DEFAULT_RATE = 20.0  # lookups started per second

@@ -24,16 +24,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tlspolicy.config.defaults import DANE_MAX_TTL_S, DANE_MIN_TTL_S, DANE_NEGATIVE_TTL_S
 from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
 from tlspolicy.dane.tlsa import tlsa_usable
-from tlspolicy.defaults import DANE_MAX_TTL_S, DANE_MIN_TTL_S, DANE_NEGATIVE_TTL_S
-from tlspolicy.dnsdata import DnsAnswer, MxRecord, TlsaRecord
+from tlspolicy.dnsstub.data import DnsAnswer, MxRecord, TlsaRecord
 from tlspolicy.errors import DnsError
+from tlspolicy.names import MAX_HOST_CHARS
 
 # A host name as it can be queried: lowercase LDH labels (and "_") of 1..63 octets, at
 # most 253 characters (RFC 1035 §2.3.4; RFC 952/1123 host names).
 _HOSTNAME_LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
-MAX_HOSTNAME_CHARS = 253
 
 # The free text of one Extended DNS Error item, "EDE 6 DNSSEC Bogus: <text>" as the DNS
 # adapter writes it: kept in explanations, cut from TEMP reasons (they go to Postfix's log).
@@ -42,7 +42,7 @@ _EDE_TEXT_RE = re.compile(r"(EDE \d+[^:;]*): [^;]*")
 
 @dataclass(frozen=True, slots=True)
 class TtlLimits:
-    """Cache lifetimes in seconds (defaults: ``tlspolicy.defaults``)."""
+    """Cache lifetimes in seconds (defaults: ``tlspolicy.config.defaults``)."""
 
     min_ttl: int = DANE_MIN_TTL_S
     max_ttl: int = DANE_MAX_TTL_S
@@ -114,7 +114,7 @@ def plan_mx(domain: str, answer: DnsAnswer) -> MxPlan:
 
 def is_hostname(name: str) -> bool:
     """Whether an MX target can be looked up and connected to (Postfix ``valid_hostname``)."""
-    return 0 < len(name) <= MAX_HOSTNAME_CHARS and all(
+    return 0 < len(name) <= MAX_HOST_CHARS and all(
         _HOSTNAME_LABEL_RE.fullmatch(label) for label in name.split(".")
     )
 

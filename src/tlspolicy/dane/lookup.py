@@ -24,6 +24,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from tlspolicy.config.defaults import (
+    DANE_MAX_TTL_S,
+    DANE_MIN_TTL_S,
+    DANE_NEGATIVE_TTL_S,
+    DNS_CONCURRENCY,
+)
 from tlspolicy.dane.decision import (
     HostOutcome,
     TtlLimits,
@@ -34,16 +40,10 @@ from tlspolicy.dane.decision import (
     temp_result,
 )
 from tlspolicy.dane.result import DaneResult, HostResult
-from tlspolicy.defaults import (
-    DANE_MAX_TTL_S,
-    DANE_MIN_TTL_S,
-    DANE_NEGATIVE_TTL_S,
-    DNS_CONCURRENCY,
-)
-from tlspolicy.dnsclient import DnsClient
-from tlspolicy.dnsdata import DnsAnswer, TlsaRecord
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.data import DnsAnswer, TlsaRecord
+from tlspolicy.dnsstub.trace import note
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import note
 
 # SMTP port for the TLSA owner name (RFC 7672 §2.2.3: _25._tcp.<base>).
 SMTP_PORT = 25

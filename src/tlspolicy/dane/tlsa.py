@@ -17,7 +17,7 @@ certificate for every Full record, peers.md Appendix A §1.2 item 6).
 
 from __future__ import annotations
 
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 
 # cryptography (about 9 MB of memory) is imported only for Full (matching type 0) records,
 # which are rare; warmup.py loads it before a privilege drop.

@@ -37,11 +37,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tlspolicy.defaults import MAX_FETCH_TIMEOUT_S
-from tlspolicy.dnsclient import DnsClient
+from tlspolicy.config.defaults import MAX_FETCH_TIMEOUT_S
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.trace import TraceEvent, record
 from tlspolicy.errors import ConfigError, FetchError
 from tlspolicy.mtasts.policy import domain_problem
-from tlspolicy.trace import TraceEvent, record
 
 if TYPE_CHECKING:
     from tlspolicy.mtasts.http_client import HttpClient

@@ -32,13 +32,13 @@ import urllib.parse
 import aiohappyeyeballs
 import h11
 
-from tlspolicy.dnsclient import DnsClient
+from tlspolicy.config.defaults import HTTPS_PORT
+from tlspolicy.dnsstub.client import DnsClient
 from tlspolicy.errors import FetchError
 from tlspolicy.mtasts.resolver import connect_addresses
 from tlspolicy.mtasts.response import MAX_POLICY_BYTES, READ_CHUNK_BYTES, check_headers
 
 FETCH_CONNECTIONS = 16  # our choice: concurrent fetches across all domains
-HTTPS_PORT = 443  # RFC 8461 §3.3: the policy URL has no port
 PROXY_PORT = 80  # an http:// proxy URL without a port
 HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305 §5: the recommended connection attempt delay
 MAX_HEAD_BYTES = 16 * 1024  # status line and header fields, interim responses included

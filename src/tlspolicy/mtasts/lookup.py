@@ -26,14 +26,14 @@ import logging
 from dataclasses import replace
 from typing import Protocol
 
-from tlspolicy.defaults import FETCH_BACKOFF_S
-from tlspolicy.dnsclient import DnsClient
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.config.defaults import FETCH_BACKOFF_S
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.data import TxtRecord
+from tlspolicy.dnsstub.trace import note
 from tlspolicy.errors import DnsError, FetchError, PolicySyntaxError, RecordSyntaxError
 from tlspolicy.mtasts.policy import parse_policy
 from tlspolicy.mtasts.record import NoRecordError, select_record
 from tlspolicy.mtasts.state import StsErrorKind, StsState
-from tlspolicy.trace import note
 
 log = logging.getLogger("tlspolicy.mtasts")
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tlspolicy.errors import PolicySyntaxError
+from tlspolicy.names import MAX_HOST_CHARS
 
 # RFC 8461 §3.2 (RFC 7405 ABNF; the RFC prints sts-policy-term where sts-policy-mx is meant
 # in the field list, see protocols.md §4.3):
@@ -87,7 +88,6 @@ MAX_AGE_LIMIT_S = 31_557_600  # RFC 8461 §3.2: max_age maximum value
 # Distinct mx patterns kept (see the module docstring): a real policy has a handful.
 MAX_MX_PATTERNS = 100
 MAX_LABEL_CHARS = 63  # RFC 1035 §2.3.4
-MAX_NAME_CHARS = 253  # RFC 1035 §2.3.4 (255 octets on the wire = 253 characters in text)
 MAX_EXT_NAME_CHARS = 32  # RFC 8461 §3.2: alphanum *31(...)
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
@@ -311,8 +311,8 @@ def domain_problem(name: str) -> str | None:
         return "empty name"
     if not name.isascii():
         return "not ASCII (IDNs must be written as A-labels, RFC 8461 §3.2)"
-    if len(name) > MAX_NAME_CHARS:
-        return f"name longer than {MAX_NAME_CHARS} characters"
+    if len(name) > MAX_HOST_CHARS:
+        return f"name longer than {MAX_HOST_CHARS} characters"
     if name.endswith("."):
         return "trailing dot"
     labels = name.lower().split(".")

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import RecordSyntaxError
 
 # RFC 8461 §3.1 (RFC 7405 ABNF):

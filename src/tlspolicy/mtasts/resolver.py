@@ -16,8 +16,8 @@ import socket
 
 from aiohappyeyeballs import AddrInfoType
 
-from tlspolicy.dnsclient import DnsClient
-from tlspolicy.dnsdata import AddressRecord
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.data import AddressRecord
 from tlspolicy.errors import DnsError, FetchError
 from tlspolicy.mtasts.addresses import is_public_address
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 
 from tlspolicy.config import MapProfile
-from tlspolicy.memo import AnswerMemo, Memo
-from tlspolicy.metricsink import NULL_METRICS, MetricsSink, NullMetrics
-from tlspolicy.outcome import Outcome, Source
-from tlspolicy.service import PolicyService
+from tlspolicy.decision.outcome import Outcome, Source
+from tlspolicy.metrics.sink import NULL_METRICS, MetricsSink, NullMetrics
+from tlspolicy.service.memo import AnswerMemo, Memo
+from tlspolicy.service.service import PolicyService
 from tlspolicy.socketmap.answer import Reply, render, shadowed
 from tlspolicy.socketmap.connection import LocalProtocolError, encode_reply
 

@@ -26,7 +26,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tlspolicy.configtypes import ListenAddress, ServerConfig
+from tlspolicy.config.schema import ListenAddress, ServerConfig
 from tlspolicy.errors import ConfigError
 
 WORKER_ENV = "TLSPOLICY_WORKER"

@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tlspolicy.errors import ConfigError
-from tlspolicy.metrics import Metrics
+from tlspolicy.metrics.registry import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,27 +17,21 @@ import os
 import pwd
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tlspolicy.config import ListenAddress, ServerConfig
 from tlspolicy.errors import ConfigError
-from tlspolicy.metricsink import NULL_METRICS, MetricsSink
+from tlspolicy.metrics.sink import NULL_METRICS, MetricsSink
 from tlspolicy.server.admission import Burst, ConnectionTable
 from tlspolicy.server.errorlog import ErrorLog, error_kind
-from tlspolicy.server.protocol import SocketmapProtocol
+from tlspolicy.server.protocol import Answerer, QuickAnswerer, SocketmapProtocol, WireAnswerer
 from tlspolicy.socketmap.connection import Request
 
 # At stop, a connection without a request yet waits this long for its first one.
 FIRST_REQUEST_WAIT_S = 1.0
 
 log = logging.getLogger("tlspolicy.server")
-
-Answerer = Callable[[str, str], Awaitable[str]]
-# Optional synchronous fast path: the reply if it is known without waiting, else None.
-QuickAnswerer = Callable[[str, str], str | None]
-# The same by the raw bytes: one whole request netstring in, the reply netstring or None.
-WireAnswerer = Callable[[bytes], bytes | None]
 
 
 class SocketmapServer:

@@ -21,9 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
+from tlspolicy.config import ServerConfig
 from tlspolicy.errors import ProtocolError
+from tlspolicy.server.admission import ConnectionTable
 from tlspolicy.socketmap.answer import temp
 from tlspolicy.socketmap.connection import (
     NEED_DATA,
@@ -33,17 +36,37 @@ from tlspolicy.socketmap.connection import (
     encode_reply,
 )
 
-if TYPE_CHECKING:
-    from tlspolicy.server.listeners import SocketmapServer
-
 log = logging.getLogger("tlspolicy.server")
 
 # Parsed requests that may wait for an answer; past it nothing more is read from the client.
 MAX_PENDING_REQUESTS = 64
 
 
+Answerer = Callable[[str, str], Awaitable[str]]
+# Optional synchronous fast path: the reply if it is known without waiting, else None.
+QuickAnswerer = Callable[[str, str], str | None]
+# The same by the raw bytes: one whole request netstring in, the reply netstring or None.
+WireAnswerer = Callable[[bytes], bytes | None]
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs of the server that accepted it (``listeners.SocketmapServer``;
+    a protocol here so that the two modules do not import each other)."""
+
+    answer: Answerer
+    answer_now: QuickAnswerer | None
+    answer_wire: WireAnswerer | None
+    config: ServerConfig
+    connections: ConnectionTable[SocketmapProtocol]
+    stopping: bool
+
+    def admit(self, conn: SocketmapProtocol) -> bool: ...
+    def forget(self, conn: SocketmapProtocol) -> None: ...
+    def internal_error(self, exc: BaseException, request: Request) -> None: ...
+
+
 class SocketmapProtocol(asyncio.Protocol):
-    def __init__(self, server: SocketmapServer) -> None:
+    def __init__(self, server: ConnectionOwner) -> None:
         self.server = server
         self.conn = SocketmapConnection()
         self.pending: deque[Request] = deque()

@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tlspolicy import systemd
 from tlspolicy.config import Config, load_config
 from tlspolicy.errors import ConfigError
+from tlspolicy.server import systemd
 from tlspolicy.server.binding import WORKER_ENV, Bound, bind_all, encode_handoff
 
 log = logging.getLogger("tlspolicy.supervisor")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from tlspolicy.metricsink import NULL_METRICS, MetricsSink
+from tlspolicy.metrics.sink import NULL_METRICS, MetricsSink
 from tlspolicy.socketmap.answer import temp
 from tlspolicy.socketmap.keys import normalize_key
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tlspolicy.config import MapProfile
+from tlspolicy.decision.verdict import Decision, Verdict
 from tlspolicy.mtasts.policy import Policy
 from tlspolicy.socketmap.connection import MAX_REPLY_BYTES
-from tlspolicy.verdict import Decision, Verdict
 
 NOTFOUND = "NOTFOUND "
 _MAX_REASON_CHARS = 200
@@ -57,7 +57,7 @@ def format_reply(decision: Decision, profile: MapProfile) -> str:
         return "OK dane-only"
     if verdict is Verdict.DANE:
         return "OK dane"
-    if verdict is Verdict.NONE:
+    if verdict is Verdict.NOTFOUND:
         return NOTFOUND
     if verdict is Verdict.TEMP:
         return temp(decision.reason)
@@ -71,7 +71,7 @@ def format_reply(decision: Decision, profile: MapProfile) -> str:
 def shadowed(reply: Reply, profile: MapProfile) -> Reply:
     """What a ``shadow`` profile sends instead of ``reply``: always ``NOTFOUND `` (Postfix
     applies main.cf); the caller logs and counts ``reply`` as what would have been sent."""
-    return Reply(NOTFOUND, Verdict.NONE.value) if profile.shadow else reply
+    return Reply(NOTFOUND, Verdict.NOTFOUND.value) if profile.shadow else reply
 
 
 def temp(reason: str) -> str:

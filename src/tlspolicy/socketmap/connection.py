@@ -122,6 +122,11 @@ def encode_reply(payload: str) -> bytes:
         raise LocalProtocolError(f"reply of {len(data)} bytes exceeds {MAX_REPLY_BYTES}")
     if data == b"OK" or (data.startswith(b"OK ") and not data[3:].strip()):
         raise LocalProtocolError("an empty OK reply is a lookup error in Postfix")
+    return netstring(data)
+
+
+def netstring(data: bytes) -> bytes:
+    """``<length>:<data>,``: the framing of every request and reply."""
     return b"%d:%s," % (len(data), data)
 
 

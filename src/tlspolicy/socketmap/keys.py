@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import idna
 
-MAX_NAME_OCTETS = 253  # RFC 1035 §2.3.4 (presentation form, no trailing dot)
-MAX_LABEL_OCTETS = 63
+from tlspolicy.names import MAX_HOST_CHARS, MAX_LABEL_OCTETS
+
 _LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
@@ -92,7 +92,7 @@ def _check_name(name: str) -> KeyResult:
     labels = name.split(".")
     if any(len(label.encode()) > MAX_LABEL_OCTETS for label in labels):
         return KeyResult(None, f"label longer than {MAX_LABEL_OCTETS} octets")
-    if len(name) > MAX_NAME_OCTETS:
+    if len(name) > MAX_HOST_CHARS:
         return KeyResult(None, "domain name too long")
     if len(labels) < 2:
         return KeyResult(None, "single-label name")

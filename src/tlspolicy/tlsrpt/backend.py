@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tlspolicy.tlsrpt.settings import TlsrptConfig
+from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.tlsrpt.sqlite_backend import SqliteReportStore
 from tlspolicy.tlsrpt.store import ReportStore
 

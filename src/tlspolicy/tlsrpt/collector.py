@@ -44,10 +44,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.errors import ConfigError, DatagramError
+from tlspolicy.metrics.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES, MAX_FAILURE_DETAILS, parse_datagram
-from tlspolicy.tlsrpt.settings import TlsrptConfig
-from tlspolicy.tlsrpt.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.store import BatchWriter
 
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # linux/socket.h; Python lacks the name

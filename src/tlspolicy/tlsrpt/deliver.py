@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tlspolicy import __version__
-from tlspolicy.dnsclient import DnsClient
+from tlspolicy.dnsstub.client import DnsClient
 from tlspolicy.errors import DeliveryError, FetchError
 from tlspolicy.mtasts.resolver import connect_addresses
 

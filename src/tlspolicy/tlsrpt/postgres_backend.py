@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg
 
+from tlspolicy.db.pgerrors import mapped_errors
 from tlspolicy.errors import ReportStoreError
-from tlspolicy.pgerrors import mapped_errors
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
 from tlspolicy.tlsrpt.datagram import FailureDetail
 from tlspolicy.tlsrpt.store import (

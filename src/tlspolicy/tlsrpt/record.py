@@ -51,10 +51,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import idna
-
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.config.defaults import HTTPS_PORT
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import RecordSyntaxError
+from tlspolicy.names import host_name, mailbox
 
 VERSION = "v=TLSRPTv1"
 _CANDIDATE_RE = re.compile(rb"v=TLSRPTv1[ \t]*;")
@@ -67,15 +67,9 @@ _URI_RE = re.compile(
 _COMMA_RE = re.compile(r"[ \t]*,[ \t]*")
 _EXT_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.\-]{0,31})=([\x21-\x3a\x3c\x3e-\x7e]+)")
 _PERCENT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
-# RFC 5322 §3.2.3 dot-atom of atext: what an RFC 5321 Local-part is without quoting
-_DOT_ATOM_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_LDH_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 MAX_DESTINATIONS = 10  # destinations used per record, in record order
 MAX_PER_HOST = 2  # of them per https host or mail domain
-MAX_HOST_CHARS = 253  # RFC 1035 §3.1: 255 octets on the wire
-MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 §4.5.3.1.1
-HTTPS_PORT = 443
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,34 +235,3 @@ def _split_authority(text: str) -> tuple[str, str]:
         if char in "/?":
             return text[:index], ("/" + text[index:]) if char == "?" else text[index:]
     return text, ""
-
-
-def host_name(text: str) -> bool:
-    """A host name we may look up and connect to (see the module doc): LDH labels, two or
-    more, at most 253 characters, a last label that starts with a letter (no IP address in
-    any notation), A-labels that IDNA accepts."""
-    if not 0 < len(text) <= MAX_HOST_CHARS:
-        return False
-    labels = text.lower().split(".")
-    if len(labels) < 2 or not labels[-1][:1].isalpha():
-        return False
-    for label in labels:
-        if not _LDH_LABEL_RE.fullmatch(label):
-            return False
-        if label.startswith("xn--"):
-            try:
-                idna.decode(label)
-            except (idna.IDNAError, UnicodeError):
-                return False
-    return True
-
-
-def mailbox(address: str) -> bool:
-    """An RFC 5321 Mailbox of the plain kind: ``dot-atom@host-name`` (see the module doc)."""
-    local, at, domain = address.rpartition("@")
-    return (
-        bool(at)
-        and len(local.encode()) <= MAX_LOCAL_PART_OCTETS
-        and _DOT_ATOM_RE.fullmatch(local) is not None
-        and host_name(domain)
-    )

@@ -42,17 +42,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tlspolicy.dnsclient import DnsClient
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.config.tlsrpt import TlsrptConfig
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import DeliveryError, DnsError, RecordSyntaxError, ReportStoreError
+from tlspolicy.metrics.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt import deliver
 from tlspolicy.tlsrpt.aggregate import GroupCounts, utc_day
 from tlspolicy.tlsrpt.mail import DkimKey, build_message, compress
 from tlspolicy.tlsrpt.record import MAX_DESTINATIONS, MAX_PER_HOST, Destination, select_record
 from tlspolicy.tlsrpt.report import build_report, format_report, report_id, totals
 from tlspolicy.tlsrpt.schedule import due_at, next_attempt
-from tlspolicy.tlsrpt.settings import TlsrptConfig
-from tlspolicy.tlsrpt.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.store import FrozenReport, ReportStore
 
 DNS_URI = "dns:"  # the pseudo destination that records the rua look-up

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from tlspolicy.config import Config
-from tlspolicy.dnsclient import DnsClient
+from tlspolicy.dnsstub.client import DnsClient
 from tlspolicy.errors import ConfigError, ReportStoreError
-from tlspolicy.privileges import chown_path
+from tlspolicy.metrics.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.backend import open_store
 from tlspolicy.tlsrpt.collector import Collector
-from tlspolicy.tlsrpt.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.store import BatchWriter, ReportStore
 
 NOW_ENV = "TLSPOLICY_TLSRPT_NOW"  # for tests: a fixed "now"
@@ -105,18 +104,16 @@ class TlsrptRuntime:
         return self.collector is not None or self.reporter is not None
 
     def bind(self) -> None:
-        """Create the collector socket and the store's directory, before privileges drop.
-
-        As root with ``server.user`` set, the SQLite store's directory is created and given
-        to that user (as ``serve`` does for the cache), so the store opens after the drop.
-        """
+        """Create the collector socket, before privileges drop."""
         if self.collector is not None:
             self.collector.bind()
-        cfg, server = self.config.tlsrpt, self.config.server
-        if cfg.store_backend == "sqlite" and server.user is not None and os.geteuid() == 0:
-            state = Path(cfg.store_path).parent
-            state.mkdir(mode=0o750, parents=True, exist_ok=True)
-            chown_path(state, server.user, server.group)
+
+    @property
+    def store_directory(self) -> Path | None:
+        """The SQLite store's directory, which whoever drops privileges prepares for the
+        server user (``server.privileges.prepare_state``); None for PostgreSQL."""
+        cfg = self.config.tlsrpt
+        return Path(cfg.store_path).parent if cfg.store_backend == "sqlite" else None
 
     async def start(self) -> None:
         """Open the store and start reading and reporting.

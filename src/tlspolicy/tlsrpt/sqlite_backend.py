@@ -19,8 +19,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tlspolicy.cache.sqlite_file import set_wal, write_transaction
-from tlspolicy.cache.sqlite_thread import SqliteThread
+from tlspolicy.db.sqlite_file import set_wal, write_transaction
+from tlspolicy.db.sqlite_thread import SqliteThread
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
 from tlspolicy.tlsrpt.datagram import FailureDetail

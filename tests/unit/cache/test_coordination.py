@@ -7,9 +7,9 @@ import asyncio
 from dataclasses import replace
 
 from tests.unit.cache.helpers import FakeClock, FlakyBackend, make_entry, make_sts_entry
+from tlspolicy.cache.backends.memory import MemoryBackend
 from tlspolicy.cache.coordination import Coordinator
 from tlspolicy.cache.entry import CacheEntry
-from tlspolicy.cache.memory_backend import MemoryBackend
 from tlspolicy.cache.store import PolicyCache
 
 

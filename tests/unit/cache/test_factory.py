@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from tests.unit.cache.helpers import FakeClock
+from tlspolicy.cache.backends.memory import MemoryBackend
+from tlspolicy.cache.backends.postgres import PostgresBackend
+from tlspolicy.cache.backends.redis import RedisBackend
+from tlspolicy.cache.backends.sqlite import SqliteBackend
 from tlspolicy.cache.factory import open_backend
-from tlspolicy.cache.memory_backend import MemoryBackend
-from tlspolicy.cache.postgres_backend import PostgresBackend
-from tlspolicy.cache.redis_backend import RedisBackend
-from tlspolicy.cache.sqlite_backend import SqliteBackend
 from tlspolicy.config import CacheConfig
 from tlspolicy.errors import CacheError
 

@@ -22,9 +22,9 @@ from tests.unit.cache.helpers import (
     make_entry,
     make_sts_entry,
 )
+from tlspolicy.cache.backends.memory import MemoryBackend
 from tlspolicy.cache.entry import CacheEntry
 from tlspolicy.cache.hot import DECODED_ENTRIES
-from tlspolicy.cache.memory_backend import MemoryBackend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.errors import CacheError
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tlspolicy.check.session import ProbeResult, Stage, TlsSession
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 

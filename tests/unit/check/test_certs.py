@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.check.helpers import NOW, Chain
 from tlspolicy.check.certs import cert_info, days_left, load, name_matches, tlsa_match
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 
 
 def test_certs_info_names_and_days_left() -> None:

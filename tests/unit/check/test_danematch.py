@@ -4,7 +4,7 @@ from tests.unit.check.helpers import Chain
 from tlspolicy.check.danematch import check_domain, check_host
 from tlspolicy.check.findings import Status
 from tlspolicy.dane.result import DaneLevel, DaneResult, HostResult
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 
 HOST = "mx.example.com"
 TLSA_NAME = f"_25._tcp.{HOST}"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from tlspolicy.check.findings import Status
 from tlspolicy.check.mxhosts import check_addresses, check_mx
-from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, Record
+from tlspolicy.dnsstub.data import AddressRecord, DnsAnswer, MxRecord, Record
 from tlspolicy.errors import DnsError
 
 

@@ -7,33 +7,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.fakes import FakeDns
+from tests.fakes import FakeDns, FakeFetcher
 from tests.unit.check.helpers import NOW, Chain, done, failed
-from tlspolicy.cache.memory_backend import MemoryBackend
+from tlspolicy.cache.backends.memory import MemoryBackend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.check.findings import ExitStatus, Report, Status
 from tlspolicy.check.run import CheckOptions, run_check
 from tlspolicy.check.session import ProbeResult, Stage
 from tlspolicy.config import Config, parse_config
-from tlspolicy.dnsdata import AddressRecord, MxRecord, TlsaRecord, TxtRecord
-from tlspolicy.errors import FetchError
-from tlspolicy.service import PolicyService
+from tlspolicy.dnsstub.data import AddressRecord, MxRecord, TlsaRecord, TxtRecord
+from tlspolicy.service.service import PolicyService
 
 POLICY = "version: STSv1\nmode: enforce\nmx: mx.sts.example\nmax_age: 604800\n"
 CHAIN = Chain("mx.sts.example", "mx.dane.example")
-
-
-@dataclass
-class FakeFetcher:
-    policies: dict[str, str] = field(default_factory=dict)
-
-    async def fetch(self, domain: str) -> str:
-        if domain not in self.policies:
-            raise FetchError("status", "HTTP 404")
-        return self.policies[domain]
-
-    async def aclose(self) -> None:
-        return None
 
 
 @dataclass

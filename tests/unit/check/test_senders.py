@@ -5,8 +5,8 @@ from tlspolicy.check.findings import Finding, Section, Status
 from tlspolicy.check.senders import HostVerdict, check_outcome, check_senders, host_verdict
 from tlspolicy.check.session import Stage
 from tlspolicy.config import parse_config
+from tlspolicy.decision.verdict import Decision, Verdict
 from tlspolicy.mtasts.policy import parse_policy
-from tlspolicy.verdict import Decision, Verdict
 
 
 def one(verdict: Verdict, hosts: list[HostVerdict], **kw: bool) -> Finding:
@@ -42,9 +42,9 @@ def test_senders_mta_sts_needs_coverage_and_pkix() -> None:
 
 
 def test_senders_other_verdicts() -> None:
-    assert one(Verdict.NONE, []).status is Status.WARNING
+    assert one(Verdict.NOTFOUND, []).status is Status.WARNING
     assert one(Verdict.TEMP, []).status is Status.ERROR
-    assert one(Verdict.NONE, [], null_mx=True).status is Status.OK
+    assert one(Verdict.NOTFOUND, [], null_mx=True).status is Status.OK
 
 
 def test_senders_host_verdict_from_probes_and_findings() -> None:

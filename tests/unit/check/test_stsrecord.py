@@ -4,7 +4,7 @@ import pytest
 
 from tlspolicy.check.findings import Status
 from tlspolicy.check.stsrecord import check_sts_record
-from tlspolicy.dnsdata import DnsAnswer, TxtRecord
+from tlspolicy.dnsstub.data import DnsAnswer, TxtRecord
 
 NAME = "_mta-sts.example.com"
 

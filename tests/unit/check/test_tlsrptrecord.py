@@ -4,7 +4,7 @@ import pytest
 
 from tlspolicy.check.findings import Status
 from tlspolicy.check.tlsrptrecord import check_tlsrpt
-from tlspolicy.dnsdata import DnsAnswer, TxtRecord
+from tlspolicy.dnsstub.data import DnsAnswer, TxtRecord
 
 NAME = "_smtp._tls.example.com"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from tests.unit.test_service import Clock, make_service, make_world
+from tests.unit.service.test_service import Clock, make_service, make_world
 from tlspolicy.cli.warm import Progress, WarmSummary, warm
 from tlspolicy.config import MapProfile
-from tlspolicy.verdict import Verdict
+from tlspolicy.decision.verdict import Verdict
 
 
 class Tty(io.StringIO):
@@ -42,7 +42,7 @@ async def test_warm_resolves_counts_and_summarises() -> None:
 
 def test_summary_counts_by_verdict() -> None:
     summary = WarmSummary()
-    for verdict in (Verdict.DANE_ONLY, Verdict.SECURE, Verdict.NONE, Verdict.TEMP):
+    for verdict in (Verdict.DANE_ONLY, Verdict.SECURE, Verdict.NOTFOUND, Verdict.TEMP):
         summary.count(verdict)
     assert summary.line() == "warmed: 3 resolved (1 DANE, 1 MTA-STS, 1 no policy), 1 failed"
 

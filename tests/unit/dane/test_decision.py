@@ -14,7 +14,7 @@ from tlspolicy.dane.decision import (
     plan_mx,
 )
 from tlspolicy.dane.result import DaneLevel, HostResult
-from tlspolicy.dnsdata import DnsAnswer, MxRecord, TlsaRecord
+from tlspolicy.dnsstub.data import DnsAnswer, MxRecord, TlsaRecord
 from tlspolicy.errors import DnsError
 
 

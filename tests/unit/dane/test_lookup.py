@@ -10,9 +10,9 @@ import pytest
 from tests.fakes import FakeDns
 from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneLevel, HostResult
-from tlspolicy.dnsdata import AddressRecord, DnsAnswer, MxRecord, TlsaRecord
+from tlspolicy.dnsstub.data import AddressRecord, DnsAnswer, MxRecord, TlsaRecord
+from tlspolicy.dnsstub.trace import Trace, recording
 from tlspolicy.errors import DnsError
-from tlspolicy.trace import Trace, recording
 
 USABLE = TlsaRecord(3, 1, 1, bytes(32))
 UNUSABLE = TlsaRecord(3, 1, 1, b"\xab\xcd")  # digest of the wrong length

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from tlspolicy.dane.tlsa import tlsa_usable
-from tlspolicy.dnsdata import TlsaRecord
+from tlspolicy.dnsstub.data import TlsaRecord
 
 
 def _make_cert_and_spki() -> tuple[bytes, bytes]:

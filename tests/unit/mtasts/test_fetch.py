@@ -20,12 +20,12 @@ import trustme
 from aiohttp import web
 
 from tests.fakes import FakeDns
-from tlspolicy.dnsdata import AddressRecord, DnsAnswer
+from tlspolicy.dnsstub.data import AddressRecord, DnsAnswer
+from tlspolicy.dnsstub.trace import Trace, recording
 from tlspolicy.errors import ConfigError, FetchError
 from tlspolicy.mtasts.fetch import PolicyFetcher, proxy_for
 from tlspolicy.mtasts.response import MAX_POLICY_BYTES
 from tlspolicy.mtasts.response import check_media_type as _check_media_type
-from tlspolicy.trace import Trace, recording
 
 DOMAIN = "example.test"
 HOST = "mta-sts.example.test"

@@ -20,7 +20,7 @@ import trustme
 
 from tests import looplag
 from tests.fakes import FakeDns
-from tlspolicy.dnsdata import AddressRecord
+from tlspolicy.dnsstub.data import AddressRecord
 from tlspolicy.errors import FetchError
 from tlspolicy.mtasts.fetch import PolicyFetcher
 

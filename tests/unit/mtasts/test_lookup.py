@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import pytest
 
-from tests.fakes import FakeDns
-from tlspolicy.dnsdata import TxtRecord
+from tests.fakes import FakeDns, FakeFetcher
+from tlspolicy.dnsstub.data import TxtRecord
+from tlspolicy.dnsstub.trace import Trace, recording
 from tlspolicy.errors import FetchError
 from tlspolicy.mtasts.lookup import refresh_sts
 from tlspolicy.mtasts.policy import Mode
 from tlspolicy.mtasts.state import Freshness, StsErrorKind, StsState, StsView, sts_view
-from tlspolicy.trace import Trace, recording
 
 DOMAIN = "example.com"
 TXT_NAME = "_mta-sts.example.com"
@@ -22,20 +21,6 @@ RECHECK = 60.0
 ENFORCE = "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400\n"
 ENFORCE_NEW = "version: STSv1\nmode: enforce\nmx: new.example.com\nmax_age: 86400\n"
 NONE = "version: STSv1\nmode: none\nmax_age: 86400\n"
-
-
-@dataclass
-class FakeFetcher:
-    """Serves ``body`` (or raises it when it is a FetchError) and counts calls."""
-
-    body: str | FetchError = ENFORCE
-    calls: list[str] = field(default_factory=list)
-
-    async def fetch(self, domain: str) -> str:
-        self.calls.append(domain)
-        if isinstance(self.body, FetchError):
-            raise self.body
-        return self.body
 
 
 def _record(dns: FakeDns, record_id: str, *, ttl: int = 300) -> None:
@@ -47,7 +32,7 @@ class Harness:
 
     def __init__(self) -> None:
         self.dns = FakeDns()
-        self.fetcher = FakeFetcher()
+        self.fetcher = FakeFetcher(body=ENFORCE)
         self.state: StsState | None = None
 
     async def refresh(self, now: float) -> StsState:

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import PolicySyntaxError, RecordSyntaxError
 from tlspolicy.mtasts.policy import (
     MAX_AGE_LIMIT_S,

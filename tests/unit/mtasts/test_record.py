@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import RecordSyntaxError
 from tlspolicy.mtasts.record import NoRecordError, StsRecord, parse_record, select_record
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tests.fakes import FakeDns
-from tlspolicy.dnsdata import AddressRecord
+from tlspolicy.dnsstub.data import AddressRecord
 from tlspolicy.errors import FetchError
 from tlspolicy.mtasts.resolver import connect_addresses
 

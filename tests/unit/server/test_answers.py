@@ -8,14 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.unit.cache.helpers import CountingBackend, FlakyBackend
-from tests.unit.test_service import Clock, make_service, make_world
+from tests.unit.service.test_service import Clock, make_service, make_world
 from tlspolicy.cache.backend import CacheBackend
-from tlspolicy.cache.memory_backend import MemoryBackend
+from tlspolicy.cache.backends.memory import MemoryBackend
 from tlspolicy.cache.store import PolicyCache
 from tlspolicy.config import parse_config
-from tlspolicy.metricsink import NullMetrics
+from tlspolicy.metrics.sink import NullMetrics
 from tlspolicy.server.answers import Answerer
-from tlspolicy.service import PolicyService
+from tlspolicy.service.service import PolicyService
 
 
 class Recording(NullMetrics):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tlspolicy.configtypes import ListenAddress, ListenKind, ServerConfig
+from tlspolicy.config.schema import ListenAddress, ListenKind, ServerConfig
 from tlspolicy.errors import ConfigError
 from tlspolicy.server import binding
 from tlspolicy.server.binding import bind_all, encode_handoff, worker_handoff

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from tlspolicy.errors import ConfigError
-from tlspolicy.metrics import Metrics
+from tlspolicy.metrics.registry import Metrics
 from tlspolicy.server import http
 from tlspolicy.server.http import HttpEndpoint
 

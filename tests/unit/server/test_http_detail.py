@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tlspolicy.metrics import Metrics
+from tlspolicy.metrics.registry import Metrics
 from tlspolicy.server.http import HttpEndpoint
 
 

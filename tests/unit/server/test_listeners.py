@@ -13,7 +13,7 @@ import pytest
 
 from tlspolicy.config import ListenAddress, ServerConfig
 from tlspolicy.errors import ProtocolError
-from tlspolicy.metrics import Metrics
+from tlspolicy.metrics.registry import Metrics
 from tlspolicy.server.listeners import SocketmapServer
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_service import Clock, make_service, make_world
+from tests.unit.service.test_service import Clock, make_service, make_world
 from tlspolicy.config import parse_config
-from tlspolicy.metricsink import NullMetrics
+from tlspolicy.metrics.sink import NullMetrics
 from tlspolicy.server.answers import Answerer
 
 STS_REPLY = "OK secure match=mx.sts.example servername=hostname"

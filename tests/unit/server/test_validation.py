@@ -9,7 +9,7 @@ import pytest
 
 from tlspolicy.config import parse_config
 from tlspolicy.errors import ConfigError
-from tlspolicy.metrics import Metrics
+from tlspolicy.metrics.registry import Metrics
 from tlspolicy.server.validation import NOT_VALIDATING_REPLY, ValidationGuard
 
 

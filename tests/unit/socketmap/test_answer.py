@@ -4,11 +4,11 @@ import pytest
 
 from tlspolicy.config import MapProfile
 from tlspolicy.dane.result import DaneLevel, DaneResult
+from tlspolicy.decision.verdict import Decision, Verdict, decide_dane_first
 from tlspolicy.mtasts.policy import Mode, Policy, parse_policy
 from tlspolicy.mtasts.state import Freshness, StsView
 from tlspolicy.socketmap.answer import format_reply
 from tlspolicy.socketmap.connection import MAX_REPLY_BYTES, encode_reply
-from tlspolicy.verdict import Decision, Verdict, decide_dane_first
 
 RFC_EXAMPLE = (
     "version: STSv1\n"
@@ -113,7 +113,7 @@ def test_format_reply_too_large_for_any_reply_is_temp() -> None:
     [
         pytest.param(Verdict.DANE_ONLY, "OK dane-only", id="dane-only"),
         pytest.param(Verdict.DANE, "OK dane", id="dane"),
-        pytest.param(Verdict.NONE, "NOTFOUND ", id="notfound"),
+        pytest.param(Verdict.NOTFOUND, "NOTFOUND ", id="notfound"),
         pytest.param(Verdict.TEMP, "TEMP MX lookup failed: servfail", id="temp"),
         pytest.param(Verdict.PERM, "PERM MX lookup failed: servfail", id="perm"),
     ],
@@ -142,7 +142,7 @@ NONE_MODE = "version: STSv1\nmode: none\nmax_age: 60\n"
         pytest.param(DaneLevel.DANE, view(RFC_EXAMPLE), PLAIN, Verdict.DANE, id="dane-wins-2"),
         pytest.param(DaneLevel.TEMP, view(RFC_EXAMPLE), PLAIN, Verdict.TEMP, id="temp-no-fallback"),
         pytest.param(DaneLevel.NONE, view(RFC_EXAMPLE), PLAIN, Verdict.SECURE, id="sts-enforce"),
-        pytest.param(DaneLevel.NONE, view(TESTING), PLAIN, Verdict.NONE, id="sts-testing"),
+        pytest.param(DaneLevel.NONE, view(TESTING), PLAIN, Verdict.NOTFOUND, id="sts-testing"),
         pytest.param(
             DaneLevel.NONE,
             view(TESTING),
@@ -150,10 +150,10 @@ NONE_MODE = "version: STSv1\nmode: none\nmax_age: 60\n"
             Verdict.SECURE,
             id="sts-testing-strict",
         ),
-        pytest.param(DaneLevel.NONE, view(NONE_MODE), PLAIN, Verdict.NONE, id="sts-none"),
-        pytest.param(DaneLevel.NONE, view(None), PLAIN, Verdict.NONE, id="no-policy"),
+        pytest.param(DaneLevel.NONE, view(NONE_MODE), PLAIN, Verdict.NOTFOUND, id="sts-none"),
+        pytest.param(DaneLevel.NONE, view(None), PLAIN, Verdict.NOTFOUND, id="no-policy"),
         pytest.param(
-            DaneLevel.NONE, view(None, dns_failed=True), PLAIN, Verdict.NONE, id="dns-failed"
+            DaneLevel.NONE, view(None, dns_failed=True), PLAIN, Verdict.NOTFOUND, id="dns-failed"
         ),
     ],
 )

@@ -16,10 +16,10 @@ import pytest
 from tests import looplag
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
 from tests.unit.tlsrpt.test_store import MemoryStore
+from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.collector import Collector
 from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES, MAX_FAILURE_DETAILS
-from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.store import BatchWriter
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ from tests.lab.readme import readme_block
 from tests.unit.tlsrpt.helpers import NO_POLICY_OK, datagram
 from tests.unit.tlsrpt.test_reporter import Clock, Sinks
 from tlspolicy.config import parse_config
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.datagram import parse_datagram
 from tlspolicy.tlsrpt.reporter import Reporter

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.tlsrpt.test_datagram import FUZZ_EXAMPLES
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import RecordSyntaxError
 from tlspolicy.tlsrpt.record import Destination, parse_record, select_record
 

@@ -16,12 +16,12 @@ import pytest
 from tests.fakes import FakeDns
 from tests.schemas import validate_report
 from tests.unit.tlsrpt.helpers import MISMATCH, NO_POLICY_OK, datagram, sts_policy
-from tlspolicy.dnsdata import TxtRecord
+from tlspolicy.config.tlsrpt import TlsrptConfig
+from tlspolicy.dnsstub.data import TxtRecord
 from tlspolicy.errors import DeliveryError
 from tlspolicy.tlsrpt.aggregate import Batch
 from tlspolicy.tlsrpt.datagram import parse_datagram
 from tlspolicy.tlsrpt.reporter import DNS_URI, Reporter
-from tlspolicy.tlsrpt.settings import TlsrptConfig
 from tlspolicy.tlsrpt.sqlite_backend import SqliteReportStore
 
 DAY_NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -6,10 +6,10 @@ import asyncio
 from datetime import UTC, date, datetime
 
 from tests.unit.tlsrpt.helpers import NO_POLICY_OK, datagram
+from tlspolicy.config.tlsrpt import default_store_path
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts
 from tlspolicy.tlsrpt.datagram import parse_datagram
-from tlspolicy.tlsrpt.settings import default_store_path
 from tlspolicy.tlsrpt.store import BatchWriter, Delivery, group_hash
 
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""One class per cache backend, whole: memory, SQLite, Redis, PostgreSQL."""
