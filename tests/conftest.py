@@ -44,3 +44,15 @@ def _isolated_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, old in levels.items():
         logging.getLogger(name).setLevel(old)
+
+
+@pytest.fixture(autouse=True)
+def _no_default_config_file(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands run in-process find no configuration file unless a test names one: the
+    default path points into a temporary directory (never the host's /etc), and
+    ``TLSPOLICY_CONFIG`` is unset."""
+    absent = tmp_path_factory.getbasetemp() / "no-etc" / "tlspolicy.yml"
+    monkeypatch.setattr("tlspolicy.config.load.DEFAULT_CONFIG_PATH", str(absent))
+    monkeypatch.delenv("TLSPOLICY_CONFIG", raising=False)

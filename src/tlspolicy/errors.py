@@ -13,7 +13,8 @@ otherwise return values. Each class says what the caller should do about it.
     ├── CacheError             a cache backend failed: answer without it, log once
     ├── DatagramError          a TLSRPT datagram from Postfix is unusable: count it, drop it
     ├── ReportStoreError       the TLSRPT store failed: keep the batch, retry later
-    └── DeliveryError          sending one TLSRPT report to one rua failed: retry with backoff
+    ├── DeliveryError          sending one TLSRPT report to one rua failed: retry with backoff
+    └── InboundReportError     a received TLSRPT report is refused: answer or log the reason
 """
 
 from __future__ import annotations
@@ -97,3 +98,16 @@ class DeliveryError(TlsPolicyError):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+
+
+class InboundReportError(TlsPolicyError):
+    """A TLSRPT report someone sent us is refused (too large, not JSON, not RFC 8460 §4).
+
+    ``verdict`` is the fixed token for metrics and the store (``tlsrpt.inbound.Verdict``);
+    ``reason`` says what is wrong, for the log and the HTTP answer.
+    """
+
+    def __init__(self, verdict: str, reason: str) -> None:
+        super().__init__(f"{verdict}: {reason}")
+        self.verdict = verdict
+        self.reason = reason

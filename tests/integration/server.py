@@ -32,8 +32,19 @@ class ServerProcess:
     """One running server; ``stop()`` sends SIGTERM and waits."""
 
     def __init__(
-        self, lab: Lab, workdir: Path, *, python: str = sys.executable, **overrides: Any
+        self,
+        lab: Lab,
+        workdir: Path,
+        *,
+        python: str = sys.executable,
+        launcher: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        config_option: bool = True,
+        **overrides: Any,
     ) -> None:
+        """``launcher`` goes before the command (e.g. ``unshare``), ``env`` adds to the
+        environment; ``config_option=False`` leaves ``-c`` out (the file is then found
+        through ``TLSPOLICY_CONFIG`` or the default path)."""
         self.lab = lab
         self.workdir = workdir
         self.config_path = lab.write_config(workdir / "tlspolicy.yml", **overrides)
@@ -44,11 +55,12 @@ class ServerProcess:
         self.unix_paths = [item[5:] for item in listen if item.startswith("unix:")]
         self.log_path = workdir / "server.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        option = ("-c", str(self.config_path)) if config_option else ()
         self.process = subprocess.Popen(
-            tlspolicy_command("serve", "-c", str(self.config_path), python=python),
+            [*launcher, *tlspolicy_command("serve", *option, python=python)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._sock: socket.socket | None = None
         self._wait_ready()

@@ -85,6 +85,25 @@ def test_cache_sqlite_e2e_restarted_server_answers_without_lookups(
     assert_explained(second, "dane-mixed.lab")
 
 
+def test_cache_sqlite_e2e_fixed_setting_is_not_held_back_by_a_stored_failure(
+    start_server: Any, lab: Lab, tmp_path: Path
+) -> None:
+    """A fetch refused under mta_sts.allow_private_addresses: false stores a backoff; once
+    the setting is fixed and the server restarted, the domain is fetched at once (stored
+    failures belong to the settings they were found under; stored policies stay)."""
+    cache = _sqlite_cache(tmp_path)
+    refused = start_server(cache=cache, mta_sts={"allow_private_addresses": False})
+    assert refused.request("sts-good.lab") == "NOTFOUND "
+    assert refused.request("dane-only.lab") == "OK dane-only"
+    assert refused.stop() == 0
+    fetches = lab.https.count(STS_HOST)
+    fixed = start_server(cache=cache)  # the lab's default: private addresses allowed
+    assert fixed.request("sts-good.lab") == "OK " + STS_GOOD
+    assert lab.https.count(STS_HOST) == fetches + 1
+    assert fixed.request("dane-only.lab") == "OK dane-only"
+    assert live_answers(fixed, "dane-only.lab") == 0  # a stored result, kept
+
+
 def test_cache_sqlite_e2e_kill_9_during_writes_leaves_a_usable_file(
     start_server: Any, lab: Lab, tmp_path: Path
 ) -> None:

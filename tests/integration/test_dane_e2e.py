@@ -25,7 +25,7 @@ from tests.lab.scenario import LONG_LABEL_DOMAIN, LONGEST_DOMAIN, Lab, sts_polic
 
 pytestmark = pytest.mark.integration
 
-# `tlspolicy query` exit statuses (README "Commands").
+# `tlspolicy query` exit statuses (docs/operations.md "Commands", man tlspolicy).
 EXIT_FOUND, EXIT_NOTFOUND, EXIT_TEMP = 0, 1, 75
 # Answers that need no network wait come back within this (one loopback DNS round per step).
 FAST_ANSWER_S = 1.0

@@ -405,7 +405,7 @@ TLSRPT_REPLY = (
 
 
 def test_mtasts_e2e_tlsrpt_attributes_byte_exact(sts_server: ServerProcess) -> None:
-    """protocols.md §3.1: the RFC 8461 §3.2 example policy (457 bytes for example.com; the
+    """docs/protocol-notes.md §3.1: the RFC 8461 §3.2 example policy (457 bytes for example.com; the
     lab domain is 3 bytes longer in each of its 10 places)."""
     raw = raw_exchange(sts_server, b"QUERYwithTLSRPT sts-tlsrpt.lab")
     assert raw == b"487:" + TLSRPT_REPLY.encode() + b","

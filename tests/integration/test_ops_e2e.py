@@ -165,6 +165,58 @@ def test_ops_privilege_drop(start_server: Any, lab: Lab) -> None:
     assert "dropped privileges to nobody" in server.log()
 
 
+def test_ops_privilege_drop_changes_no_other_file(start_server: Any, lab: Lab) -> None:
+    """The cache in a directory shared with other software: only its own files change
+    hands (nothing is walked), and the directory keeps its owner."""
+    shared, ca_file = _shared_dir(lab)
+    try:
+        shared.chmod(0o777)
+        other = shared / "other-app.conf"
+        other.write_text("not ours")
+        (shared / "sub").mkdir()
+        (shared / "sub" / "data").write_text("not ours either")
+        server: ServerProcess = start_server(
+            server={"listen": [f"127.0.0.1:{free_port(udp=False)}"], "user": "nobody"},
+            cache={"backend": "sqlite", "path": str(shared / "cache.sqlite3")},
+            mta_sts={"ca_file": str(ca_file)},
+        )
+        assert server.request("dane-only.lab") == "OK dane-only"
+        assert (shared / "cache.sqlite3").stat().st_uid == 65534
+        assert oct((shared / "cache.sqlite3").stat().st_mode & 0o777) == "0o600"
+        for path in (shared, other, shared / "sub", shared / "sub" / "data", ca_file):
+            assert path.stat().st_uid == 0, path
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_ops_unwritable_cache_directory_is_a_config_error(lab: Lab, tmp_path: Path) -> None:
+    """Exit 78 (systemd does not restart), with the directory, its owner and mode and the
+    fix; check-config finds it before serve would."""
+    shared, ca_file = _shared_dir(lab)  # root's, 0755: nobody cannot create files in it
+    try:
+        config = lab.write_config(
+            tmp_path / "tlspolicy.yml",
+            server={"listen": [f"127.0.0.1:{free_port(udp=False)}"], "user": "nobody"},
+            cache={"backend": "sqlite", "path": str(shared / "cache.sqlite3")},
+            mta_sts={"ca_file": str(ca_file)},
+        )
+        for command in ("check-config", "serve"):
+            done = subprocess.run(
+                tlspolicy_command(command, "-c", str(config)),
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            output = done.stdout + done.stderr
+            assert done.returncode == 78, (command, output)
+            assert (
+                f"cache.path: permission denied: nobody cannot create files in {shared}" in output
+            )
+            assert "owner root:root, mode 0755" in output
+            assert f"install -d -o nobody -g nogroup -m 0750 {shared}" in output
+        assert not (shared / "cache.sqlite3").exists()
+    finally:
+        shutil.rmtree(shared)
+
+
 def _private_installation(root: Path) -> Path:
     """The installed packages and ``tlspolicy`` behind a 0700 directory, as in a clone made
     with ``mktemp -d`` or a virtualenv under /root: readable by root only."""
@@ -214,6 +266,33 @@ def test_ops_privilege_drop_refuses_unreadable_ca_file(start_server: Any, lab: L
     message = str(excinfo.value)
     assert "server.user nobody cannot use what the server needs" in message
     assert f"mta_sts.ca_file {ca_file} is not readable" in message
+
+
+def test_ops_sighup_applies_live_keys_and_names_the_rest(start_server: Any) -> None:
+    """A reload applies mta_sts.allow_private_addresses at once (the lab's policy hosts are
+    on loopback: refused after it) and names the keys that need a restart instead of
+    claiming them reloaded."""
+    server = start_server(server={"metrics_listen": f"127.0.0.1:{free_port(udp=False)}"})
+    assert server.request("sts-good.lab").startswith("OK secure")
+    data = yaml.safe_load(server.config_path.read_text())
+    data["mta_sts"]["allow_private_addresses"] = False
+    data["dns"]["nameservers"] = ["127.0.0.1:1"]
+    data["dns"]["selfcheck_bogus_name"] = "sts-good.lab"
+    server.config_path.write_text(yaml.safe_dump(data))
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "need a restart" in server.log())
+    log = server.log()
+    assert "applied dns.selfcheck_bogus_name, mta_sts.allow_private_addresses" in log
+    assert "need a restart to take effect (systemctl restart tlspolicy): dns.nameservers" in log
+    assert server.request("sts-testing.lab") == "NOTFOUND "  # its fetch is refused now
+    assert "private-address" in server.log()
+    listen = data["server"]["metrics_listen"]
+    try:  # 503 by now: the new bogus name resolves, so the resolver "does not validate"
+        with urllib.request.urlopen(f"http://{listen}/healthz?format=json", timeout=10) as got:
+            body = got.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    assert yaml.safe_load(body)["restart_needed"] == ["dns.nameservers"]
 
 
 def test_ops_sighup_reload_maps_and_refuses_broken_config(start_server: Any) -> None:

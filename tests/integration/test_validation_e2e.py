@@ -8,12 +8,14 @@ canaries are the lab's (``dane-only.lab`` signed, ``bogus.lab`` broken).
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, tlspolicy_command
 from tests.lab.scenario import Lab
 
 pytestmark = pytest.mark.integration
@@ -55,3 +57,33 @@ def test_validation_failure_continue_answers_as_unsigned(start_server: Any, lab:
     assert server.request("dane-only.lab") == "NOTFOUND "
     assert server.request("sts-good.lab") == STS_GOOD
     assert "resolver not validating" not in server.log()
+
+
+def test_check_and_query_refuse_to_judge_through_a_non_validating_resolver(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Pointed at the lab's authoritative server (no validation, no AD bit), ``query``
+    and ``check`` say so first and exit non-zero instead of calling a DANE domain
+    unsigned."""
+    config = lab.write_config(
+        tmp_path / "tlspolicy.yml", dns={"nameservers": [f"127.0.0.1:{lab.nsd_port}"]}
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            tlspolicy_command(*args, "-c", str(config)),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    query = run("query", "dane-only.lab")
+    assert query.returncode == 75, query.stdout + query.stderr
+    assert "✗ resolver self-check failed: resolver does not set the AD flag" in query.stderr
+    check = run("check", "dane-only.lab", "--no-smtp")
+    assert check.returncode == 3, check.stdout + check.stderr
+    first = "? dane-only.lab: the check could not run: resolver self-check failed: resolver"
+    assert check.stdout.startswith(first)
+    assert "DANE answers cannot be trusted" in check.stdout
+    monitoring = run("check", "dane-only.lab", "--no-smtp", "--monitoring")
+    assert monitoring.returncode == 3
+    assert monitoring.stdout.startswith("TLSPOLICY UNKNOWN - dane-only.lab: check could not run")
+    assert "resolver self-check failed" in monitoring.stdout

@@ -35,7 +35,7 @@ from tlspolicy.errors import TlsPolicyError
 
 # When a bounded backend overflows it evicts down to this fraction of max_entries, so the
 # scan for victims runs once per many inserts instead of on every insert (postfix-tlspol
-# prunes 50,000 to 45,000; docs/peers.md §1.1).
+# prunes 50,000 to 45,000; docs/protocol-notes.md §7.2).
 EVICT_TO_FRACTION = 0.95
 # How often a backend deletes expired rows as a side effect of a write, in seconds.
 CLEANUP_INTERVAL_S = 300.0

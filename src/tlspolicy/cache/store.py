@@ -81,6 +81,9 @@ class PolicyCache:
         self._write_order = DomainLocks()
         self._outage = Outage(backend.name, backend.open, clock=clock, logger=self._log)
         self._quiet = QuietChecks(hot_ttl, always=not self._revalidate)
+        # Called when a check finds that another process wrote (``check_quiet``): answers
+        # derived from copies may no longer hold (the service drops its answer memos).
+        self.on_changed_elsewhere: list[Callable[[], None]] = []
 
     # --- status ----------------------------------------------------------------------
 
@@ -141,7 +144,9 @@ class PolicyCache:
                 unchanged = await self._backend.unchanged_elsewhere()
             except CacheError as exc:
                 self._fail(exc)
-        self._quiet.checked(started, self._clock(), unchanged)
+        if self._quiet.checked(started, self._clock(), unchanged):
+            for listener in self.on_changed_elsewhere:
+                listener()
 
     def trusted_until(self, loaded_at: float) -> float:
         """Until when data this process read (or wrote) at ``loaded_at`` holds without a

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from tlspolicy.dnsstub.data import TlsaRecord
 from tlspolicy.mtasts.policy import mx_matches
 
-EXPIRY_WARNING_DAYS = 14  # issue 13: warn when the certificate expires within two weeks
+EXPIRY_WARNING_DAYS = 14  # warn when the certificate expires within two weeks
 
 
 @dataclass(frozen=True, slots=True)

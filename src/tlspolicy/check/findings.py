@@ -6,7 +6,7 @@ order (the sections follow the order in which a sender meets them, so the earlie
 explains the later ones), else the first warning. The "senders" section summarises the
 others and is chosen only when nothing else is wrong.
 
-Exit status (issue 13): 0 all good, 1 warnings, 2 errors, 3 the check itself could not run.
+Exit status (docs/check.md): 0 all good, 1 warnings, 2 errors, 3 the check itself could not run.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Section(StrEnum):
     SMTP = "smtp"
     DANE = "dane"
     TLSRPT = "tlsrpt"
+    RECEIVED = "received"  # what senders reported (check/received.py)
     SENDERS = "senders"
 
 
@@ -43,6 +44,7 @@ TITLES = {
     Section.SMTP: "SMTP STARTTLS",
     Section.DANE: "DANE",
     Section.TLSRPT: "TLSRPT",
+    Section.RECEIVED: "Received reports",
     Section.SENDERS: "What senders will do",
 }
 _ORDER = {section: index for index, section in enumerate(Section)}

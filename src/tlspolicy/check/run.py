@@ -16,23 +16,28 @@ import contextlib
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from tlspolicy.check import danematch, mxhosts, smtp, stspolicy, stsrecord
+from tlspolicy.check import danematch, mxhosts, received, smtp, stspolicy, stsrecord
 from tlspolicy.check.findings import Finding, Report, Section, Status
 from tlspolicy.check.senders import check_outcome, host_verdict
 from tlspolicy.check.session import ProbeResult
 from tlspolicy.check.tlsrptrecord import check_tlsrpt
 from tlspolicy.config import Config
+from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.dane.lookup import lookup_dane
 from tlspolicy.dane.result import DaneResult, HostResult
 from tlspolicy.decision.outcome import Outcome
 from tlspolicy.dnsstub.client import DnsClient
 from tlspolicy.dnsstub.data import DnsAnswer, TlsaRecord
-from tlspolicy.errors import DnsError, FetchError
+from tlspolicy.errors import DnsError, FetchError, ReportStoreError
 from tlspolicy.mtasts.lookup import Fetcher
 from tlspolicy.mtasts.policy import Mode, Policy
 from tlspolicy.service.service import PolicyService
+from tlspolicy.tlsrpt.aggregate import utc_day
+from tlspolicy.tlsrpt.backend import open_store
+from tlspolicy.tlsrpt.inbound_explain import explain
 
 UNREACHABLE_KINDS = frozenset({"timeout", "network", "refused"})  # the resolver, not the domain
 FAMILIES = ("IPv4", "IPv6")
@@ -125,12 +130,14 @@ async def _collect(
     else:
         hosts, null_mx, found = mxhosts.check_mx(domain, mx_answer)
         findings += found
-    addresses, sts_answer, rpt_answer, dane = await asyncio.gather(
+    addresses, sts_answer, rpt_answer, dane, received_findings = await asyncio.gather(
         asyncio.gather(*(_addresses(dns, h) for h in hosts)),
         _txt(dns, f"_mta-sts.{domain}"),
         _txt(dns, f"_smtp._tls.{domain}"),
         lookup_dane(domain, dns),
+        received_reports(app.config.tlsrpt, domain, now=now),
     )
+    findings += received_findings
     host_addresses: dict[str, dict[str, list[str]]] = {}
     for host, (a, aaaa) in zip(hosts, addresses, strict=True):
         found_addresses, found = mxhosts.check_addresses(host, a, aaaa)
@@ -190,6 +197,34 @@ async def _collect(
     facts["dane"] = dane.to_json()
     facts["mta_sts_mode"] = policy.mode.value if policy is not None else None
     return Report.build(domain, findings, facts=facts)
+
+
+async def received_reports(
+    config: TlsrptConfig, domain: str, *, now: datetime.datetime
+) -> list[Finding]:
+    """The "received reports" findings: the last ``RECEIVED_DAYS`` days from the store.
+
+    A SQLite store counts as configured once its file exists (``check`` never creates it,
+    it may run as any user); PostgreSQL always does. A store that cannot be read gives a
+    line saying so: received reports are optional, the check goes on without them.
+    """
+    exists = await asyncio.to_thread(Path(config.store_path).exists)
+    if config.store_backend == "sqlite" and not exists:
+        return received.check_unavailable(
+            f"no TLSRPT store ({config.store_path} does not exist): nothing received to show"
+        )
+    since = utc_day(now) - datetime.timedelta(days=received.RECEIVED_DAYS - 1)
+    store = open_store(config)
+    try:
+        await store.open()
+        policies = await store.received_policies(since, domain)
+        failures = await store.received_failures(since, domain)
+    except ReportStoreError as exc:
+        return received.check_unavailable(f"TLSRPT store unavailable: {exc}")
+    finally:
+        with contextlib.suppress(ReportStoreError):
+            await store.aclose()
+    return received.check_received(domain, explain(policies, failures, since=since))
 
 
 async def _addresses(

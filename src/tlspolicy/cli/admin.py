@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from tlspolicy.cache.entry import CacheEntry
@@ -29,15 +31,14 @@ from tlspolicy.socketmap.keys import normalize_key
 
 def add_parsers(sub: Any) -> None:
     cache = sub.add_parser("cache", help="inspect and manage the policy cache")
-    cache.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="list cached domains")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.add_argument("--map", default=None, help="profile used to format answers")
     show = actions.add_parser("show", help="show one cached entry")
-    show.add_argument("domain")
+    show.add_argument("domain", metavar="DOMAIN", help="domain or Postfix next-hop key")
     purge = actions.add_parser("purge", help="remove one domain, or everything")
-    purge.add_argument("domain", nargs="?")
+    purge.add_argument("domain", metavar="DOMAIN", nargs="?", help="one domain (default: all)")
     export = actions.add_parser("export", help="print current answers in Postfix texthash format")
     export.add_argument("--map", default=None, help="profile used to format answers")
     warm = actions.add_parser("warm", help="resolve domains now, ahead of first contact")
@@ -52,7 +53,7 @@ def add_parsers(sub: Any) -> None:
     )
     warm.add_argument("--limit", type=int, default=None, help="at most N (most recent) domains")
     warm.add_argument("--rate", type=float, default=DEFAULT_RATE, help="lookups per second")
-    warm.add_argument("--map", default=None)
+    warm.add_argument("--map", default=None, help="socketmap name (profile); default: first map")
 
 
 def cached_answer(entry: CacheEntry, profile: MapProfile, config: Config, now: float) -> Reply:
@@ -72,7 +73,33 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     data["keep_until_in"] = round(entry.keep_until() - now)
     drift = entry_drift(entry)  # the same pure check the server logs at warning
     data["drift"] = None if drift is None else drift.to_json()
-    return data
+    described: dict[str, Any] = with_utc(data)
+    return described
+
+
+_MOMENT_SUFFIXES = ("_at", "_until")  # epoch seconds in the stored entry's JSON
+
+
+def with_utc(data: Any) -> Any:
+    """``data`` with an ISO 8601 UTC twin (``expires_at_utc``) beside every epoch moment: a
+    person reads the text, scripts keep computing with the numbers."""
+    if isinstance(data, list):
+        return [with_utc(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out[key] = with_utc(value)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        moment = number and 0 < value < math.inf
+        if moment and key.endswith(_MOMENT_SUFFIXES):
+            out[f"{key}_utc"] = utc_text(value)
+    return out
+
+
+def utc_text(seconds: float) -> str:
+    """``2026-05-01T12:00:00Z``."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _profile(config: Config, name: str | None) -> MapProfile:

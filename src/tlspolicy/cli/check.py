@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from tlspolicy.config import Config
 from tlspolicy.dane.lookup import SMTP_PORT
+from tlspolicy.dnsstub.client import DnsClient
+from tlspolicy.dnsstub.selfcheck import check_resolver, describe
 from tlspolicy.socketmap.keys import normalize_key
 
 if TYPE_CHECKING:
@@ -38,7 +40,6 @@ def add_parser(sub: Any) -> None:
         "1 warnings, 2 errors, 3 the check could not run.",
     )
     check.add_argument("domain", metavar="DOMAIN", help="the mail domain to check")
-    check.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
     check.add_argument("--map", default=None, help="socketmap name (profile); default: first map")
     out = check.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="machine-readable output")
@@ -67,6 +68,7 @@ def add_parser(sub: Any) -> None:
 async def run(config: Config, args: argparse.Namespace) -> int:
     # Imported here: cryptography and the audit's modules cost every other command
     # (``serve`` above all) memory and start-up time they never use.
+    from tlspolicy.check.findings import Report  # noqa: PLC0415
     from tlspolicy.check.probe import SmtpProber  # noqa: PLC0415
     from tlspolicy.check.run import FAMILIES, CheckOptions, run_check  # noqa: PLC0415
     from tlspolicy.server.app import build_app, memory_cache  # noqa: PLC0415
@@ -93,12 +95,35 @@ async def run(config: Config, args: argparse.Namespace) -> int:
         prober = SmtpProber(ca_file=args.ca_file, timeout=args.timeout, port=args.port)
     app = await build_app(config, cache_config=memory_cache(config))
     try:
-        now = datetime.datetime.now(datetime.UTC)
-        report = await run_check(app, parsed.domain, options, prober=prober, now=now)
+        problem = await resolver_problem(app.dns, config)
+        if problem is not None:  # DANE findings would be wrong: the check does not run
+            report = Report.build(
+                parsed.domain, [], unknown=f"resolver self-check failed: {problem}"
+            )
+        else:
+            now = datetime.datetime.now(datetime.UTC)
+            report = await run_check(app, parsed.domain, options, prober=prober, now=now)
     finally:
         await app.aclose()
     print(_render(report, args))
     return int(report.exit_status)
+
+
+async def resolver_problem(dns: DnsClient, config: Config) -> str | None:
+    """The resolver self-check, run before anything is looked up (``dns.selfcheck``): a
+    resolver that does not validate makes every DANE domain look unsigned, so ``check``
+    and ``query`` refuse to judge through it (so do probe names it cannot resolve). None
+    when it passed, is turned off, or the resolver did not answer (``check`` reports that
+    itself as "could not run", and ``query`` answers TEMP)."""
+    if not config.dns.selfcheck:
+        return None
+    result = await check_resolver(
+        dns, secure_name=config.dns.selfcheck_secure_name,
+        bogus_name=config.dns.selfcheck_bogus_name,
+    )  # fmt: skip
+    if result.ok or not (result.not_validating or result.probe_failed):
+        return None  # passed, or unreachable: the check itself reports that (exit 3)
+    return describe(result)
 
 
 def _render(report: Report, args: argparse.Namespace) -> str:

@@ -179,21 +179,16 @@ def print_explanation(out: dict[str, Any]) -> None:
                 f"MTA-STS:  mode {sts['mode']}, id {sts['policy_id']}, max_age {sts['max_age']}, "
                 f"mx {', '.join(sts['mx'])}{note}"
             )
+        elif sts.get("record_id") is None:
+            lines.append(f"MTA-STS:  no policy (no MTA-STS TXT record){note}")
         else:
-            lines.append(f"MTA-STS:  no policy (TXT id {sts.get('record_id')}){note}")
+            lines.append(f"MTA-STS:  no policy (TXT id {sts['record_id']}){note}")
         if sts.get("error"):
             lines.append(f"  last error ({sts.get('error_kind')}): {sts['error']}")
     lookups = out.get("lookups", [])
     if lookups:
         lines.append("lookups:")
-        for event in lookups:
-            ttl = f" ttl={event['ttl']}" if "ttl" in event else ""
-            ms = f" {event['elapsed_ms']:.1f} ms" if "elapsed_ms" in event else ""
-            data = f"  {'; '.join(event['data'])}" if event.get("data") else ""
-            lines.append(
-                f"  {event['kind']:<5} {event.get('detail', ''):<5} {event['name']}: "
-                f"{event.get('status', '')}{ttl}{ms}{data}"
-            )
+        lines.extend(_lookup_line(event) for event in lookups)
     if "elapsed_ms" in out:
         lines.append(f"total:    {out['elapsed_ms']} ms")
     cache = out.get("cache")
@@ -205,3 +200,20 @@ def print_explanation(out: dict[str, Any]) -> None:
     elif cache:
         lines.append(f"cache:    {cache['backend']}: no entry")
     print("\n".join(lines))
+
+
+def _lookup_line(event: dict[str, Any]) -> str:
+    """``  DNS   MX    example.com: NOERROR ttl=300 1.2 ms  10 mx.example.com``; parts
+    a lookup did not record are left out, with their separators."""
+    result = " ".join(
+        part
+        for part in (
+            event.get("status") or "",
+            f"ttl={event['ttl']}" if "ttl" in event else "",
+            f"{event['elapsed_ms']:.1f} ms" if "elapsed_ms" in event else "",
+        )
+        if part
+    )
+    data = f"  {'; '.join(event['data'])}" if event.get("data") else ""
+    head = f"  {event['kind']:<5} {event.get('detail', ''):<5} {event['name']}"
+    return f"{head}: {result}{data}" if result or data else head

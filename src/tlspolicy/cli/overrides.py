@@ -34,19 +34,18 @@ EXIT_TEMPFAIL = 75
 
 def add_parsers(sub: Any) -> None:
     parser = sub.add_parser("override", help="per-domain answers that win over lookups")
-    parser.add_argument("-c", "--config", metavar="FILE", help="YAML configuration file")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="answer LEVEL for DOMAIN until a time")
-    add.add_argument("domain")
+    add.add_argument("domain", metavar="DOMAIN", help="the domain (and with --subdomains, below)")
     add.add_argument("level", help=f"one of {', '.join(LEVELS)} ('secure match=...' too)")
     add.add_argument("--match", default="", help="secure only: Postfix match list (a:b)")
     add.add_argument("--until", required=True, help="a duration (12h, 7d) or an ISO date")
     add.add_argument("--reason", required=True, help="why (logged with every use)")
     add.add_argument("--subdomains", action="store_true", help="also names below DOMAIN")
     listing = actions.add_parser("list", help="list overrides (stored and configured)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     remove = actions.add_parser("remove", help="remove the stored override of DOMAIN")
-    remove.add_argument("domain")
+    remove.add_argument("domain", metavar="DOMAIN", help="the domain of the stored override")
 
 
 def _domain(text: str) -> str:
@@ -134,6 +133,8 @@ async def _run(store: OverrideStore, backend: Any, args: argparse.Namespace) -> 
     if args.json:
         print(json.dumps(listed, indent=2))
         return 0
+    if not listed:
+        print("no overrides")
     for item in listed:
         below = " +subdomains" if item["subdomains"] else ""
         print(

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 from dataclasses import replace
@@ -28,7 +27,12 @@ from tlspolicy.dnsstub.client import ResolverClient
 from tlspolicy.errors import ConfigError
 from tlspolicy.server.app import nameservers
 from tlspolicy.server.logsetup import setup_logging
-from tlspolicy.server.privileges import drop_privileges, prepare_state
+from tlspolicy.server.privileges import (
+    databases,
+    drop_privileges,
+    prepare_state,
+    state_identity,
+)
 from tlspolicy.server.warmup import preload
 from tlspolicy.tlsrpt.aggregate import utc_day
 from tlspolicy.tlsrpt.backend import open_store
@@ -48,6 +52,10 @@ log = logging.getLogger("tlspolicy.tlsrpt")
 async def run(config: Config, args: argparse.Namespace) -> int:
     if args.action == "collect":
         return await collect(config)
+    if args.action in ("receive", "import", "received"):
+        from tlspolicy.cli import tlsrpt_inbound  # noqa: PLC0415 - mail parsing, DKIM
+
+        return await tlsrpt_inbound.run(config, args, drop_privileges=_drop_privileges)
     _drop_privileges(config, reporting=args.action in ("show", "send"))
     store = open_store(config.tlsrpt)
     await store.open()
@@ -71,8 +79,6 @@ async def collect(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runtime.bind()
-    if runtime.store_directory is not None:
-        prepare_state(runtime.store_directory, config.server.user, config.server.group)
     _drop_privileges(config)
     await runtime.start()
     await stop.wait()
@@ -87,19 +93,32 @@ async def collect(config: Config) -> int:
 
 
 def _drop_privileges(config: Config, *, reporting: bool = False) -> None:
-    """As root with ``server.user`` set: run as that user once the socket is bound, with
-    what the command may import later loaded first (``warmup.preload``: the installation
-    may not be readable by that user)."""
-    if config.server.user is not None and os.geteuid() == 0:
+    """Prepare the store for the server user (``privileges.prepare_state``) and, as root
+    with ``server.user`` set, run as that user once the socket is bound, with what the
+    command may import later loaded first (``warmup.preload``: the installation may not be
+    readable by that user)."""
+    identity = state_identity(config)
+    stores = databases(config, cache=False)
+    prepare_state(stores, identity, group_mode=config.server.group is not None)
+    if identity is not None:
         reporter_on = replace(config.tlsrpt, reporter=True)
         preload(replace(config, tlsrpt=reporter_on) if reporting else config)
         drop_privileges(config.server.user, config.server.group)
+
+
+NOT_CONFIGURED = "TLSRPT is not configured (no tlsrpt: section)"
 
 
 async def status(config: Config, store: ReportStore, *, as_json: bool) -> int:
     now = clock_from_env()()
     today = utc_day(now)
     cfg = config.tlsrpt
+    if not cfg.in_use:  # zero counts would read as "nothing failed"
+        if as_json:
+            print(json.dumps({"now": _stamp(now), "configured": False, "days": []}, indent=2))
+        else:
+            print(NOT_CONFIGURED)
+        return 0
     days: list[dict[str, Any]] = []
     for day, label in ((today, "today"), (today - timedelta(days=1), "yesterday")):
         groups = await store.day_counts(day)
@@ -135,7 +154,7 @@ async def status(config: Config, store: ReportStore, *, as_json: bool) -> int:
             domains.append(item)
         days.append({"day": day.isoformat(), "label": label, "domains": domains})
     if as_json:
-        print(json.dumps({"now": _stamp(now), "days": days}, indent=2))
+        print(json.dumps({"now": _stamp(now), "configured": True, "days": days}, indent=2))
         return 0
     for entry in days:
         print(f"{entry['day']} ({entry['label']}): {len(entry['domains'])} report domains")

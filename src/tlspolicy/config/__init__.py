@@ -8,11 +8,19 @@ judge single keys, ``defaults`` holds the numbers other packages share.
 
 from __future__ import annotations
 
-from tlspolicy.config.load import load_config, parse_config
+from tlspolicy.config.load import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    config_location,
+    describe_origin,
+    load_config,
+    parse_config,
+)
 from tlspolicy.config.schema import (
     BackendName,
     CacheConfig,
     Config,
+    ConfigOrigin,
     DaneConfig,
     DnsConfig,
     DnsFailure,
@@ -26,9 +34,12 @@ from tlspolicy.config.schema import (
 )
 
 __all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
     "BackendName",
     "CacheConfig",
     "Config",
+    "ConfigOrigin",
     "DaneConfig",
     "DnsConfig",
     "DnsFailure",
@@ -39,6 +50,8 @@ __all__ = [
     "PostfixConfig",
     "ServerConfig",
     "ValidationFailure",
+    "config_location",
+    "describe_origin",
     "load_config",
     "parse_config",
 ]

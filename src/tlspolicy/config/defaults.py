@@ -6,12 +6,14 @@ defaults, the protocol code's keyword defaults and the checks all agree.
 
 from __future__ import annotations
 
-# DANE cache lifetimes in seconds (as in postfix-tlspol, peers.md Appendix A §1.5).
+# DANE cache lifetimes in seconds: the floor and the negative lifetime are postfix-tlspol's
+# (docs/protocol-notes.md §7.2); the ceiling is one day instead of its 30 days.
 DANE_MIN_TTL_S = 180
 DANE_MAX_TTL_S = 86_400
 DANE_NEGATIVE_TTL_S = 1_800  # "none" verdicts whose answers carried no TTL
 
-# DNS: EDNS0 UDP payload size (the DNS flag day 2020 value) and MX hosts examined at once.
+# DNS: EDNS0 UDP payload size (the DNS flag day 2020 value) and MX hosts examined at once
+# (both postfix-tlspol's values, docs/protocol-notes.md §7.1 and §7.3).
 DNS_UDP_SIZE = 1232
 DNS_CONCURRENCY = 4
 

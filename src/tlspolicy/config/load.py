@@ -1,6 +1,7 @@
 """Configuration: YAML in, frozen dataclasses out, every problem named by its key.
 
-``load_config(path)`` reads a file, ``parse_config(data)`` validates a mapping; both raise
+``load_config(path)`` reads a file (``-c``, else ``TLSPOLICY_CONFIG``, else
+``/etc/tlspolicy/tlspolicy.yml``), ``parse_config(data)`` validates a mapping; both raise
 ``ConfigError("dns.timeout: must be a positive number")`` style messages and never let a
 traceback reach the operator. Unknown keys are errors (a typo must not silently fall back
 to a default). Every key has an embedded default, so no file at all is a valid setup.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +42,7 @@ from tlspolicy.config.schema import (
     BackendName,
     CacheConfig,
     Config,
+    ConfigOrigin,
     DaneConfig,
     DnsConfig,
     DnsFailure,
@@ -57,6 +60,10 @@ from tlspolicy.config.tlsrpt import parse_tlsrpt
 from tlspolicy.errors import ConfigError
 
 T = TypeVar("T")
+
+# The configuration file when neither -c nor the environment variable names one.
+DEFAULT_CONFIG_PATH = "/etc/tlspolicy/tlspolicy.yml"
+CONFIG_ENV = "TLSPOLICY_CONFIG"
 
 DEFAULT_LISTEN = ("127.0.0.1:8642",)
 DEFAULT_PORT = 8642
@@ -112,6 +119,7 @@ def _dns(data: Any) -> DnsConfig:
         on_validation_failure=s.get(
             "on_validation_failure", d.on_validation_failure, enum_of(ValidationFailure)
         ),
+        trust_remote_resolver=s.get("trust_remote_resolver", d.trust_remote_resolver, boolean),
     )
     if not 512 <= config.udp_size <= 4096:
         raise ConfigError("dns.udp_size: must be between 512 and 4096")
@@ -255,35 +263,73 @@ def parse_config(data: Any, *, source: str = "<data>") -> Config:
     return config
 
 
-def load_config(path: str | None) -> Config:
-    """Read and validate ``path``; ``None`` means the embedded defaults."""
-    if path is None:
-        return parse_config({}, source="<defaults>")
+def config_location(
+    path: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, ConfigOrigin]:
+    """The file to read and why: ``-c`` first, then ``TLSPOLICY_CONFIG``, then the default."""
+    if path is not None:
+        return path, ConfigOrigin.OPTION
+    named = (os.environ if environ is None else environ).get(CONFIG_ENV, "")
+    if named:
+        return named, ConfigOrigin.ENVIRONMENT
+    return DEFAULT_CONFIG_PATH, ConfigOrigin.DEFAULT
+
+
+def load_config(path: str | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration file (see ``config_location``).
+
+    A file named by ``-c`` or ``TLSPOLICY_CONFIG`` must exist: the operator asked for it. No
+    file at the default path means the embedded defaults (``origin`` says so, and every
+    command prints it), so that ``serve`` runs on a fresh host without one.
+    """
+    where, origin = config_location(path, environ)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(where).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if origin is ConfigOrigin.DEFAULT:
+            return replace(parse_config({}, source="<defaults>"), origin=ConfigOrigin.EMBEDDED)
+        named = f" (named by {CONFIG_ENV})" if origin is ConfigOrigin.ENVIRONMENT else ""
+        raise ConfigError(f"{where}{named}: does not exist") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+        raise ConfigError(f"{where}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: {problem}{where}") from None
+        raise ConfigError(f"{where}: {problem}{at}") from None
     try:
-        return parse_config(data, source=path)
+        return replace(parse_config(data, source=where), origin=origin)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def describe_origin(config: Config) -> str:
+    """One line for stderr and logs: which file, and why that one."""
+    if config.origin is ConfigOrigin.EMBEDDED:
+        return f"no configuration file ({DEFAULT_CONFIG_PATH} does not exist): embedded defaults"
+    if config.origin is ConfigOrigin.DATA:
+        return f"configuration {config.source}"
+    why = {
+        ConfigOrigin.OPTION: "-c",
+        ConfigOrigin.ENVIRONMENT: CONFIG_ENV,
+        ConfigOrigin.DEFAULT: "the default path",
+    }[config.origin]
+    return f"configuration file {config.source} ({why})"
 
 
 __all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
     "DEFAULT_LISTEN",
     "DEFAULT_PORT",
     "BackendName",
     "CacheConfig",
     "Config",
+    "ConfigOrigin",
     "DaneConfig",
     "DnsConfig",
     "DnsFailure",
@@ -294,7 +340,9 @@ __all__ = [
     "PostfixConfig",
     "ServerConfig",
     "ValidationFailure",
+    "config_location",
     "default_state_dir",
+    "describe_origin",
     "load_config",
     "parse_config",
     "parse_listen",

@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from tlspolicy.config.checks import Section, boolean, domain_name, string
+from tlspolicy.config.keydoc import described, key
 from tlspolicy.errors import ConfigError
 
 LEVELS = ("none", "may", "encrypt", "secure", "dane", "dane-only", "lookup")
@@ -50,11 +51,18 @@ class Override:
     """An operator's answer for ``domain`` (and names below it with ``subdomains``)."""
 
     domain: str
-    level: str
-    match: str = ""  # ``secure`` only: Postfix match list, ":"-separated
-    until: float | None = None  # None: no expiry (configuration file only)
-    reason: str = ""
-    subdomains: bool = False
+    level: str = described(
+        "none, may, encrypt, secure (with match=), dane, dane-only, or lookup (no override)",
+        example="secure",
+    )
+    match: str = key(
+        "", "secure only: Postfix match list, ':'-separated", example="mx1.partner.example"
+    )
+    until: float | None = key(
+        None, "an ISO date or date/time (UTC); not set: no expiry", example="2026-12-31"
+    )
+    reason: str = key("", "why; logged with every use", example="certificate expired, ticket 4711")
+    subdomains: bool = key(False, "also the names below the domain")
     source: str = "cache"  # "cache" (tlspolicy override add) or "config" (overrides:)
     created_at: float = 0.0
 

@@ -13,6 +13,21 @@ Example::
       contact_info: tlsrpt@example.net  # the submitter is its domain: example.net
       organization_name: Example Networks
 
+Inbound reports (reports other senders send about our own domains,
+``docs/tlsrpt-inbound.md``) use the same store and these keys:
+
+* ``inbound_listen``: ``host:port`` of the HTTPS endpoint's plain-HTTP side (``POST
+  /tlsrpt``, behind the operator's TLS reverse proxy); unset (default): no endpoint.
+* ``inbound_domains``: the operator's own policy domains; metrics label these, and count
+  every other domain as ``other`` (default: none, everything is ``other``).
+* ``inbound_keep_days``: received reports (raw, gzipped) and their counts are kept this
+  many days (default 90).
+* ``inbound_rate``: requests per source address per minute on the endpoint (default 60).
+* ``inbound_trusted_proxies``: peers whose ``X-Forwarded-For`` names the source address
+  (default loopback: 127.0.0.1 and ::1).
+* ``inbound_dkim_strict``: mail reports only count when the DKIM key says ``s=tlsrpt``
+  (RFC 8460 §3 SHOULD; default false: large senders sign with keys without it).
+
 RFC 8460 §5.3: "The 'TLS-Report-Submitter' value MUST match the value found in the
 [RFC5321] domain from the 'contact-info'". So the submitter is the domain of
 ``contact_info``; ``submitter`` alone gives ``contact_info`` ``postmaster@<submitter>``, and
@@ -22,6 +37,7 @@ Mailbox (§4.4), never a display name with an address.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +57,7 @@ from tlspolicy.config.checks import (
     string,
 )
 from tlspolicy.config.defaults import HTTPS_PORT
+from tlspolicy.config.keydoc import UNSET, key
 from tlspolicy.errors import ConfigError
 from tlspolicy.names import mailbox
 
@@ -52,44 +69,116 @@ DEFAULT_SOCKET_MODE = 0o660  # Postfix's smtp(8) writes through the group (socke
 
 @dataclass(frozen=True, slots=True)
 class TlsrptConfig:
-    collector_socket: str | None = None
-    socket_mode: int = DEFAULT_SOCKET_MODE
-    socket_owner: str | None = None
-    socket_group: str | None = None
-    receive_buffer: int = DEFAULT_RECEIVE_BUFFER
-    store_backend: str = "sqlite"
-    store_path: str = ""
-    store_url: str | None = None
-    reporter: bool = False
-    mail_reports: bool = True  # mailto: destinations (the [mail] extra); off: HTTPS only
-    submitter: str | None = None
-    organization_name: str | None = None
-    contact_info: str | None = None
-    sender: str | None = None
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_timeout: float = 60.0
-    https_timeout: float = 60.0
-    https_ca_file: str | None = None
-    https_ports: tuple[int, ...] = (HTTPS_PORT,)  # rua ports a report may be POSTed to
-    allow_private_addresses: bool = False  # POST to non-public addresses (test labs only)
-    dkim_key: str | None = None
-    dkim_selector: str = "tlsrpt"
-    dkim_domain: str | None = None
-    delay: float = 900.0  # after 00:00 UTC, before the first report of the day goes out
-    spread: float = 14400.0  # RFC 8460 §4.1's example: a random delay of up to 4 hours
-    only_with_failures: bool = False
-    suppress: tuple[str, ...] = ()
-    retry_for: float = 86400.0  # RFC 8460 §5.5: retry for up to 24 hours
-    retry_min: float = 300.0
-    retry_max: float = 7200.0
-    check_interval: float = 60.0
-    keep_days: int = 14
+    """``tlsrpt:``: the collector of Postfix's TLS results, the store, the reporter."""
+
+    collector_socket: str | None = key(
+        None, "absolute path of the datagram socket Postfix's smtp(8) reports TLS results to",
+        example="/var/spool/postfix/run/tlsrpt/tlsrpt.sock",
+    )  # fmt: skip
+    socket_mode: int = key(DEFAULT_SOCKET_MODE, "permissions of the socket", yaml='"0660"')
+    socket_owner: str | None = key(None, "owner of the socket (a user name)", example="postfix")
+    socket_group: str | None = key(
+        None, "group of the socket; Postfix writes through it", example="postfix"
+    )
+    receive_buffer: int = key(
+        DEFAULT_RECEIVE_BUFFER, "SO_RCVBUF bytes asked for (the kernel caps it at rmem_max)"
+    )
+    store_backend: str = key("sqlite", "sqlite or postgres", name="store.backend")
+    store_path: str = key(
+        "", "the sqlite file; not set: tlsrpt.sqlite3 beside the cache file",
+        name="store.path", yaml="(see description)", example="/var/lib/tlspolicy/tlsrpt.sqlite3",
+    )  # fmt: skip
+    store_url: str | None = key(
+        None, "postgresql:// URL of the store (backend postgres)", name="store.url",
+        example="postgresql://tlspolicy@127.0.0.1/tlspolicy",
+    )  # fmt: skip
+    reporter: bool = key(False, "send the daily aggregate reports (RFC 8460 §4)")
+    mail_reports: bool = key(
+        True, "send to mailto: destinations too (the [mail] extra); false: HTTPS only"
+    )
+    submitter: str | None = key(
+        None, "the reporting domain; default: the domain of contact_info", example="example.net"
+    )
+    organization_name: str | None = key(
+        None, "organization-name of reports; default: the submitter", example="Example Networks"
+    )
+    contact_info: str | None = key(
+        None, "contact-info of reports, a plain mail address; required by the reporter",
+        example="tlsrpt@example.net",
+    )  # fmt: skip
+    sender: str | None = key(
+        None, "From: of mail reports; default: noreply-tlsrpt@<submitter>",
+        example="noreply-tlsrpt@example.net",
+    )  # fmt: skip
+    smtp_host: str = key("127.0.0.1", "the MTA that mail reports are handed to")
+    smtp_port: int = key(25, "its SMTP port")
+    smtp_timeout: float = key(60.0, "seconds for one SMTP submission")
+    https_timeout: float = key(60.0, "seconds for one HTTPS POST of a report")
+    https_ca_file: str | None = key(
+        None, "PEM bundle to trust for report hosts; not set: the system store",
+        example="/etc/ssl/certs/ca-certificates.crt",
+    )  # fmt: skip
+    https_ports: tuple[int, ...] = key(
+        (HTTPS_PORT,), "ports an https: rua URL may name (others are refused)"
+    )
+    allow_private_addresses: bool = key(
+        False, "POST to loopback or private addresses (test labs only)"
+    )
+    dkim_key: str | None = key(
+        None, "PEM private key to DKIM-sign mail reports with (receivers ignore unsigned ones)",
+        example="/etc/tlspolicy/dkim.pem",
+    )  # fmt: skip
+    dkim_selector: str = key("tlsrpt", "DKIM selector of the key")
+    dkim_domain: str | None = key(
+        None, "DKIM signing domain; default: the submitter", example="example.net"
+    )
+    delay: float = key(900.0, "seconds after 00:00 UTC before the day's reports may go out")
+    spread: float = key(
+        14400.0, "a random further delay of up to this many seconds per domain (RFC 8460 §4.1)"
+    )
+    only_with_failures: bool = key(False, "send only reports that count a failure")
+    suppress: tuple[str, ...] = key(
+        (), "never report to these domains (and their subdomains)", yaml=UNSET,
+        example="[example.org]",
+    )  # fmt: skip
+    retry_for: float = key(86400.0, "seconds to retry a failed delivery (RFC 8460 §5.5)")
+    retry_min: float = key(300.0, "shortest wait between two delivery attempts (seconds)")
+    retry_max: float = key(7200.0, "longest wait between two delivery attempts (seconds)")
+    check_interval: float = key(60.0, "seconds between two looks for due reports")
+    keep_days: int = key(14, "days of results kept in the store, at least 3")
+    inbound_listen: str | None = key(
+        None,
+        "host:port of the inbound report endpoint (POST /tlsrpt), plain HTTP behind your TLS"
+        " reverse proxy; not set: no endpoint",
+        example='"127.0.0.1:8644"',
+    )
+    inbound_domains: tuple[str, ...] = key(
+        (),
+        "your own policy domains, whose received reports are counted by domain in the"
+        " metrics (others count as other)",
+        yaml=UNSET,
+        example="[example.com]",
+    )
+    inbound_keep_days: int = key(90, "days received reports (raw, gzipped) are kept")
+    inbound_rate: int = key(60, "requests per source address per minute on the endpoint")
+    inbound_trusted_proxies: tuple[str, ...] = key(
+        ("127.0.0.1", "::1"),
+        "peers whose X-Forwarded-For names the source address (your reverse proxy)",
+    )
+    inbound_dkim_strict: bool = key(
+        False, "received mail reports count only when the DKIM key record says s=tlsrpt"
+    )
+
+    @property
+    def inbound(self) -> bool:
+        """Reports from others are received here (the endpoint, or domains to count)."""
+        return self.inbound_listen is not None or bool(self.inbound_domains)
 
     @property
     def in_use(self) -> bool:
-        """A collector or the reporter is configured (what ``serve`` runs for TLSRPT)."""
-        return self.collector_socket is not None or self.reporter
+        """A collector, the reporter or inbound reports are configured (what ``serve``
+        runs for TLSRPT)."""
+        return self.collector_socket is not None or self.reporter or self.inbound
 
     @property
     def unsigned_mail(self) -> str | None:
@@ -161,6 +250,23 @@ def parse_tlsrpt(data: Any, *, cache_path: str) -> TlsrptConfig:
             )
         return text
 
+    def tcp_listen(key: str, value: Any) -> str | None:
+        text = optional_string(key, value)
+        if text is None:
+            return None
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ConfigError(f"{key}: must be host:port, e.g. 127.0.0.1:8643")
+        ip_address(key, host.removeprefix("[").removesuffix("]"))
+        port(key, int(port_text) if port_text.isdigit() else port_text)
+        return text
+
+    def ip_address(key: str, value: Any) -> str:
+        try:
+            return str(ipaddress.ip_address(string(key, value)))
+        except ValueError:
+            raise ConfigError(f"{key}: {value!r} is not an IP address") from None
+
     store = Section(s.get("store", None, lambda k, v: v), "tlsrpt.store")
     backend = store.get("backend", d.store_backend, choice("sqlite", "postgres"))
     store_path = store.get("path", "", string) or default_store_path(cache_path)
@@ -207,6 +313,18 @@ def parse_tlsrpt(data: Any, *, cache_path: str) -> TlsrptConfig:
         retry_max=s.get("retry_max", d.retry_max, positive),
         check_interval=s.get("check_interval", d.check_interval, positive),
         keep_days=s.get("keep_days", d.keep_days, positive_int),
+        inbound_listen=s.get("inbound_listen", d.inbound_listen, tcp_listen),
+        inbound_domains=s.get(
+            "inbound_domains", d.inbound_domains, lambda k, v: list_of(k, v, domain_name)
+        ),
+        inbound_keep_days=s.get("inbound_keep_days", d.inbound_keep_days, positive_int),
+        inbound_rate=s.get("inbound_rate", d.inbound_rate, positive_int),
+        inbound_trusted_proxies=s.get(
+            "inbound_trusted_proxies",
+            d.inbound_trusted_proxies,
+            lambda k, v: list_of(k, v, ip_address),
+        ),
+        inbound_dkim_strict=s.get("inbound_dkim_strict", d.inbound_dkim_strict, boolean),
     )
     s.finish()
     config = _with_submitter(config)

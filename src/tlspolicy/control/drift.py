@@ -1,7 +1,7 @@
 """Policy drift: cached enforcing facts that no longer fit the domain's current MX hosts.
 
 Pure. Mail to such a domain will be deferred by Postfix, so the operator must hear of it
-before the users do (issue 14):
+before the users do (docs/operator-control.md):
 
 * **MTA-STS**: an ``enforce`` policy none of whose ``mx`` patterns covers a current MX host
   (the policy was not updated when the MX changed). Postfix gets ``secure match=...`` and

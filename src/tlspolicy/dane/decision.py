@@ -2,7 +2,7 @@
 
 ``lookup.py`` asks the questions; this module draws the conclusions, so every rule can be
 tested with plain values. The rules (RFC 7672; postfix-tlspol ``getDanePolicy`` as the
-reference, peers.md Appendix A §1.2):
+reference, docs/protocol-notes.md §7.1):
 
 * MX: null MX → none; NXDOMAIN → none; NODATA → implicit MX, the domain itself
   (RFC 5321 §5.1; RFC 7672 §2.2.2), as secure as the NODATA proof. MX targets that are

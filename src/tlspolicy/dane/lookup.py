@@ -48,8 +48,6 @@ from tlspolicy.errors import DnsError
 # SMTP port for the TLSA owner name (RFC 7672 §2.2.3: _25._tcp.<base>).
 SMTP_PORT = 25
 
-# Hosts examined at once; postfix-tlspol's DANE_MX_LOOKUP_CONCURRENCY (peers.md App. A §1.2).
-
 
 async def lookup_dane(
     domain: str,

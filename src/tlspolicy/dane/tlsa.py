@@ -12,7 +12,7 @@ and OpenSSL accept:
   (``d2i_X509``) or a SubjectPublicKeyInfo (``d2i_PUBKEY``) and rejects it otherwise.
 
 Unlike postfix-tlspol, ``3 1 0`` with SPKI data is usable (tlspol requires a
-certificate for every Full record, peers.md Appendix A §1.2 item 6).
+certificate for every Full record, docs/protocol-notes.md §7.1).
 """
 
 from __future__ import annotations

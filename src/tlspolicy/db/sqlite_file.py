@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tlspolicy.errors import CacheError
+from tlspolicy.files import create_private
 
 SCHEMA_VERSION = 1  # PRAGMA user_version of files this code writes
 # How long a statement waits for another process's write lock, in seconds. The admin CLI
@@ -76,6 +77,7 @@ def open_database(
         sqlite3.Error, OSError: the backend maps these (busy, unwritable location).
     """
     make_parent(path)
+    create_private(path)  # 0600 before SQLite creates it 0644 (tlspolicy.files)
     try:
         return connect_checked(path), None
     except UnusableFileError as exc:

@@ -61,6 +61,7 @@ class PlanSettings:
     hot_ttl: float = 5.0
     refresh_ahead: bool = True
     refresh_before: float = 0.2
+    lookup_tag: str = ""  # Config.lookup_tag: stored failures count only under it
 
     @classmethod
     def from_config(cls, config: Config) -> PlanSettings:
@@ -71,6 +72,7 @@ class PlanSettings:
             hot_ttl=config.cache.hot_ttl,
             refresh_ahead=config.cache.refresh_ahead,
             refresh_before=config.cache.refresh_before,
+            lookup_tag=config.lookup_tag(),
         )
 
 
@@ -121,7 +123,7 @@ def plan_answer(
     """The plan for one query of ``entry``'s domain (``entry`` None: nothing cached)."""
     domain = entry.domain if entry is not None else ""
     state = entry.sts if entry is not None else None
-    view = sts_view(state, now, recheck_interval=settings.recheck_interval)
+    view = sts_view(state, now, recheck_interval=settings.recheck_interval, tag=settings.lookup_tag)
     until = math.inf
     refresh = False
     dane: DaneResult | None = None
@@ -166,7 +168,7 @@ def decide_live(
     state after its lookup, or the cached one when none was needed)."""
     if dane.level is not DaneLevel.NONE:
         return decide_dane_first(domain, dane, None, profile)
-    view = sts_view(state, now, recheck_interval=settings.recheck_interval)
+    view = sts_view(state, now, recheck_interval=settings.recheck_interval, tag=settings.lookup_tag)
     return decide_sts(domain, view, profile, temp_on_dns_failure=settings.temp_on_dns_failure)
 
 
@@ -210,11 +212,16 @@ def shared_dane(entry: CacheEntry | None, now: float, *, newer_than: float) -> D
 
 
 def shared_sts(
-    entry: CacheEntry | None, now: float, *, newer_than: float, recheck_interval: float
+    entry: CacheEntry | None,
+    now: float,
+    *,
+    newer_than: float,
+    recheck_interval: float,
+    tag: str = "",
 ) -> StsState | None:
     """A stored MTA-STS state that counts as a lookup done by another server: checked
     after ``newer_than`` and usable now without another lookup (not STALE)."""
     if entry is None or entry.sts is None or entry.sts.checked_at <= newer_than:
         return None
-    view = sts_view(entry.sts, now, recheck_interval=recheck_interval)
-    return None if view.freshness is Freshness.STALE else entry.sts
+    view = sts_view(entry.sts, now, recheck_interval=recheck_interval, tag=tag)
+    return None if view.freshness is Freshness.STALE else entry.sts.current(tag)

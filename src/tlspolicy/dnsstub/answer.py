@@ -1,6 +1,6 @@
 """A response read by ``dnscodec`` as a ``DnsAnswer``, or the ``DnsError`` it means. No I/O.
 
-The rules (RFC 7672 §2.1, RFC 2308 §5, RFC 8914) are in ``dnsclient``'s module docstring:
+The rules (RFC 7672 §2.1, RFC 2308 §5, RFC 8914) are in ``dnsstub/client.py``'s docstring:
 the rcode decides failure, the AD flag the DNSSEC status, the CNAME chain is followed at
 most ``MAX_CNAME_HOPS`` within the answer, and a negative answer lives for the SOA's
 negative TTL.
@@ -13,8 +13,8 @@ from tlspolicy.dnsstub.codec import Response
 from tlspolicy.dnsstub.data import DnsAnswer, MxRecord, Record, TlsaRecord, TxtRecord
 from tlspolicy.errors import DnsError
 
-# Longest CNAME chain followed, in hops; Postfix and postfix-tlspol use the same bound
-# (peers.md Appendix A §1.2, DANE_CNAME_MAX_DEPTH).
+# Longest CNAME chain followed, in hops: postfix-tlspol's DANE_CNAME_MAX_DEPTH
+# (docs/protocol-notes.md §7.1); Postfix gives up after 10 queries along a chain (§5.3).
 MAX_CNAME_HOPS = 8
 
 # Longest Extended DNS Error text kept, in characters: it ends up in Postfix's log via

@@ -75,7 +75,8 @@ class DnsClient(Protocol):
 
 SUPPORTED_RDTYPES = frozenset({"A", "AAAA", "MX", "TXT", "TLSA", "CNAME"})
 
-# EDNS0 UDP payload size in bytes: the DNS Flag Day 2020 value, also postfix-tlspol's.
+# EDNS0 UDP payload size in bytes: the DNS Flag Day 2020 value, also postfix-tlspol's
+# (docs/protocol-notes.md §7.3).
 
 # Presentation-format names (RFC 1035 §2.3.4): 253 characters, labels of 1..63 octets.
 # With only plain characters (no escapes) 253 characters are 255 octets on the wire.
@@ -236,7 +237,46 @@ def well_formed_name(name: str) -> bool:
     return _NAME_RE.fullmatch(name) is not None
 
 
-def system_nameservers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+def trust_warnings(
+    configured: Sequence[tuple[str, int]],
+    *,
+    trust_remote: bool,
+    resolv_conf: str = RESOLV_CONF,
+) -> list[str]:
+    """Why the AD bit of the resolvers in use may not deserve trust, one line each.
+
+    DANE rests on the AD bit, which travels unsigned between the resolver and us: RFC 7672
+    §1.3 (and Postfix's own DANE documentation) ask for a validating resolver on the same
+    host. A resolver elsewhere can have its answers forged by anyone on the path. Nothing
+    to say when ``trust_remote`` (``dns.trust_remote_resolver``: a trusted link).
+    """
+    if trust_remote:
+        return []
+    servers = list(configured) or system_nameservers(resolv_conf)
+    remote = [host for host, _ in servers if not ipaddress.ip_address(host).is_loopback]
+    if not remote:
+        return []
+    where = "dns.nameservers" if configured else f"{resolv_conf} (dns.nameservers is empty)"
+    if len(remote) == len(servers) and not configured:
+        return [
+            f"{resolv_conf} names no resolver on loopback ({', '.join(remote)}): DNSSEC"
+            " status from a remote resolver can be forged on the way (RFC 7672 §1.3); install"
+            " a validating resolver here (apt install unbound) and set dns.nameservers:"
+            " [127.0.0.1], or set dns.trust_remote_resolver: true for a resolver on a"
+            " trusted link"
+        ]
+    return [
+        f"{where}: {host} is not on loopback: its DNSSEC status (the AD bit) can be forged"
+        " on the way (RFC 7672 §1.3); use a validating resolver on 127.0.0.1 (Unbound), or"
+        " set dns.trust_remote_resolver: true for a resolver on a trusted link"
+        for host in remote
+    ]
+
+
+def system_nameservers(path: str = RESOLV_CONF) -> list[tuple[str, int]]:
     """The ``nameserver`` lines of resolv.conf(5), port 53; 127.0.0.1 when there are none.
 
     IPv6 scope ids (``fe80::1%eth0``) are dropped: queries go to the bare address.

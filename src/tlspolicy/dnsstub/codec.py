@@ -33,7 +33,7 @@ CPU. This codec reads only what the lookups need, in a few µs, straight into pl
   that applies to real TTLs.
 
 Names come back as text in dnspython's presentation form (``\\DDD`` and ``\\.`` escapes),
-lowercased, without the final dot; the root is ``"."``. ``tests/unit/test_dnscodec.py``
+lowercased, without the final dot; the root is ``"."``. ``tests/unit/dnsstub/test_codec.py``
 checks all of this against dnspython on generated messages.
 """
 
@@ -86,7 +86,7 @@ class FormatError(ValueError):
 
 
 def encode_name(name: str) -> bytes:
-    """A checked lowercase A-label name (``dnsclient.valid_name``) in wire form."""
+    """A checked lowercase A-label name (``client.valid_name``) in wire form."""
     if not name or name == ".":
         return b"\x00"
     out = bytearray()

@@ -1,6 +1,6 @@
 """DNS answers as plain values, with their DNSSEC status.
 
-The DNS adapter (``dnsclient.py``) turns wire answers into these; the DANE and MTA-STS
+The DNS adapter (``client.py``) turns wire answers into these; the DANE and MTA-STS
 logic reads only these. A negative answer (NXDOMAIN, NODATA) is an answer, not an error:
 ``DnsAnswer.records`` is empty and ``rcode`` tells which. Failures (SERVFAIL, bogus,
 timeout, refused, malformed) never become a ``DnsAnswer``; the adapter raises ``DnsError``.

@@ -2,7 +2,8 @@
 
 DANE answers are only as good as the resolver's AD bit: RFC 7672 §2.1.1 requires a
 security-aware, validating resolver, and a non-validating one silently turns every DANE
-domain into "no DANE" (peers.md §5.3: resolver setup is the top DANE failure in practice).
+domain into "no DANE" (docs/protocol-notes.md §7.6: resolver setup is the top DANE failure
+in practice).
 Two canary queries settle it:
 
 * a name in a signed zone must come back with the AD flag (any answer, positive or
@@ -44,19 +45,33 @@ DEFAULT_INTERVAL_S = 600.0  # 10 min: a broken resolver is noticed well before D
 FAILING_INTERVAL_S = 30.0  # while failing: a repaired resolver is noticed within this
 # One whole check (two queries, each bounded by dns.timeout) never takes longer than this.
 CHECK_TIMEOUT_S = 30.0
-CANARY_RDTYPE = "A"  # any type works; A is supported by every DnsClient (dnsclient.py)
+CANARY_RDTYPE = "A"  # any type works; A is supported by every DnsClient (client.py)
 
 # DnsError kinds that mean "could not ask", not "the resolver judged the data".
 _UNREACHABLE_KINDS = frozenset({"timeout", "network", "refused"})
 
 
+# Where to fix a check that could not run: the probe names, or the check itself.
+PROBE_FIX = (
+    "set dns.selfcheck_secure_name to a DNSSEC-signed name and dns.selfcheck_bogus_name to a"
+    " name with broken signatures that this resolver can reach, or dns.selfcheck: false"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SelfCheck:
-    """The verdict of one check: ``ok`` and a one-line ``reason`` for logs and /healthz."""
+    """The verdict of one check: ``ok`` and a one-line ``reason`` for logs and /healthz.
+
+    Three ways to fail, told apart because their fixes differ: the resolver does not
+    validate (``not_validating``: DANE answers cannot be trusted), the probe names cannot
+    be resolved (``probe_failed``: the check proves nothing either way, e.g. a resolver
+    without Internet access and the default names), or the resolver is unreachable.
+    """
 
     ok: bool
     reason: str
     not_validating: bool = False  # it answered, but without validating (module docstring)
+    probe_failed: bool = False  # a probe name could not be resolved: no verdict
 
 
 NOT_RUN = SelfCheck(ok=False, reason="resolver self-check has not run yet")
@@ -79,7 +94,12 @@ async def check_resolver(dns: DnsClient, *, secure_name: str, bogus_name: str) -
     except DnsError as exc:
         if exc.kind in _UNREACHABLE_KINDS:
             return SelfCheck(False, f"resolver unreachable: {exc}")
-        return SelfCheck(False, f"resolver failed the signed name {secure_name}: {exc}")
+        return SelfCheck(
+            False,
+            f"cannot resolve the probe name {secure_name} (dns.selfcheck_secure_name):"
+            f" {exc}; whether the resolver validates is unknown; {PROBE_FIX}",
+            probe_failed=True,
+        )
     if not secure.secure:
         return SelfCheck(
             False,
@@ -96,13 +116,28 @@ async def check_resolver(dns: DnsClient, *, secure_name: str, bogus_name: str) -
             )
         if exc.kind in _UNREACHABLE_KINDS:
             return SelfCheck(False, f"resolver unreachable: {exc}")
-        return SelfCheck(False, f"resolver gave no verdict on {bogus_name}: {exc}")
+        return SelfCheck(
+            False,
+            f"cannot resolve the probe name {bogus_name} (dns.selfcheck_bogus_name): {exc};"
+            f" {PROBE_FIX}",
+            probe_failed=True,
+        )
     verdict = "marked secure" if bogus.secure else "accepted"
     return SelfCheck(
         False,
         f"resolver answered {bogus_name}: not validating (bogus data {verdict})",
         not_validating=True,
     )
+
+
+def describe(result: SelfCheck) -> str:
+    """The reason, with what it means for the answers."""
+    if result.not_validating:
+        return (
+            f"{result.reason}; DANE answers cannot be trusted until the resolver validates"
+            " DNSSEC (RFC 7672 §2.1.1)"
+        )
+    return result.reason
 
 
 class ResolverMonitor:
@@ -132,6 +167,20 @@ class ResolverMonitor:
         self._checked = False
         self._task: asyncio.Task[None] | None = None
 
+    def reconfigure(self, *, secure_name: str, bogus_name: str, interval: float) -> None:
+        """Take new probe names and interval (a reload); the next check uses them."""
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        changed = (secure_name, bogus_name) != (self.secure_name, self.bogus_name)
+        self.secure_name, self.bogus_name, self.interval = secure_name, bogus_name, interval
+        if changed and self._task is not None:
+            self._task.cancel()  # check now with the new names, then on the new interval
+            self._task = asyncio.create_task(self._restart(), name="resolver-selfcheck")
+
+    async def _restart(self) -> None:
+        await self.check_now()
+        await self._loop()
+
     def health(self) -> tuple[bool, str]:
         """``status`` in the shape ``HttpEndpoint`` health callables return."""
         return self.status.ok, self.status.reason
@@ -160,12 +209,8 @@ class ResolverMonitor:
             log.info(
                 "resolver self-check %s: %s", "passed" if first else "recovered", result.reason
             )
-        elif not result.ok and (first or previous.ok):
-            log.error(
-                "resolver self-check failed: %s; DANE answers cannot be trusted "
-                "until the resolver validates DNSSEC (RFC 7672 §2.1.1)",
-                result.reason,
-            )
+        elif not result.ok and (first or previous.ok or previous.reason != result.reason):
+            log.error("resolver self-check failed: %s", describe(result))
         else:
             log.debug("resolver self-check unchanged: %s", result.reason)
 

@@ -24,7 +24,7 @@ so the next nameserver is asked), never as the rcode. An ICMP error (port unreac
 fails the queries in flight on that socket at once: the server is not there.
 
 A truncated reply (TC) is asked again over TCP with a new ID, in the same time budget.
-Errors are raised as the types ``dnsclient._exchange`` translates: ``TimeoutError``,
+Errors are raised as the types ``client._exchange`` translates: ``TimeoutError``,
 ``OSError``, ``EOFError``, ``Mismatch`` and ``dnscodec.FormatError``.
 """
 
@@ -317,7 +317,7 @@ def transport() -> Transport:
 
 
 async def exchange(query: Query, host: str, port: int, budget_s: float) -> Response:
-    """``transport().exchange``: what ``dnsclient`` calls for every query."""
+    """``transport().exchange``: what ``client.py`` calls for every query."""
     return await transport().exchange(query, host, port, budget_s)
 
 

@@ -11,6 +11,10 @@ Rules it keeps:
   map names are capped at ``MAX_MAP_LABELS`` distinct values.
 * The hot path (``query``, ``cache``) is a dict lookup plus an increment: label children are
   bound once, up front or on first use, and kept in dicts.
+* No ``_created`` series: they doubled the exposition for a timestamp nobody graphs
+  (``disable_created_metrics`` is process-wide, set once at import). The standard
+  ``process_*`` and ``python_*`` collectors are registered, as operators expect of an
+  exporter.
 """
 
 from __future__ import annotations
@@ -18,7 +22,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from tlspolicy import __version__
 from tlspolicy.metrics.sink import (
@@ -28,15 +41,21 @@ from tlspolicy.metrics.sink import (
     DOWNGRADE_KINDS,
     LOOKUP_BRANCHES,
     LOOKUP_OUTCOMES,
+    MAX_INBOUND_DOMAIN_LABELS,
     MAX_MAP_LABELS,
     OTHER,
     REFRESH_OUTCOMES,
     TLSRPT_DATAGRAM_OUTCOMES,
+    TLSRPT_INBOUND_TRANSPORTS,
+    TLSRPT_INBOUND_VERDICTS,
     TLSRPT_POLICY_TYPES,
     TLSRPT_REPORT_METHODS,
     TLSRPT_REPORT_OUTCOMES,
+    TLSRPT_RESULT_TYPES,
     TLSRPT_SESSION_RESULTS,
 )
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Lookup latency buckets in seconds: 1 ms (answered from a warm local resolver) up to 30 s
 # (past server.request_timeout's 20 s default, config.py ServerConfig).
@@ -75,6 +94,9 @@ class Metrics:
     def __init__(self, *, map_names: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self._queries = Counter(
             "tlspolicy_queries_total",
             "Socketmap queries answered, by map name and answer",
@@ -136,6 +158,7 @@ class Metrics:
             "tlspolicy_cache_backend_up", "1 when the cache backend answers", registry=r
         )
         self._bind_tlsrpt(r)
+        self._bind_tlsrpt_inbound(r)
         self._bind_operator(r, ANSWERS, OTHER)
         build = Gauge(
             "tlspolicy_build_info", "Always 1; the version is a label", ["version"], registry=r
@@ -298,8 +321,70 @@ class Metrics:
         if child is not None:
             child.inc()
 
+    # --- inbound TLSRPT (reports others send us, tlsrpt/inbound_metrics.py) ----------
+
+    def _bind_tlsrpt_inbound(self, r: CollectorRegistry) -> None:
+        """Domain labels come from ``tlsrpt.inbound_domains`` (the caller maps every other
+        domain to ``other``); at most ``MAX_INBOUND_DOMAIN_LABELS`` are bound, later ones
+        count as ``other`` too."""
+        reports = Counter(
+            "tlspolicy_tlsrpt_inbound_reports_total",
+            "TLSRPT reports received from other senders, by transport (mail, https, file)"
+            " and verdict (accepted, duplicate, invalid, unsigned, too-large, ...)",
+            ["transport", "verdict"],
+            registry=r,
+        )
+        self._inbound_reports = {
+            (t, v): reports.labels(transport=t, verdict=v)
+            for t in (*TLSRPT_INBOUND_TRANSPORTS, OTHER)
+            for v in (*TLSRPT_INBOUND_VERDICTS, OTHER)
+        }
+        self._inbound_sessions_metric = Counter(
+            "tlspolicy_tlsrpt_inbound_sessions_total",
+            "TLS sessions in accepted received reports, by policy domain and result"
+            " (successful, failed)",
+            ["policy_domain", "result"],
+            registry=r,
+        )
+        self._inbound_failures_metric = Counter(
+            "tlspolicy_tlsrpt_inbound_failures_total",
+            "Failed TLS sessions in accepted received reports, by policy domain and RFC 8460"
+            " result type",
+            ["policy_domain", "result_type"],
+            registry=r,
+        )
+        self._inbound_domains: set[str] = set()
+        for res in TLSRPT_SESSION_RESULTS:  # bound up front: exported before any report
+            self._inbound_sessions_metric.labels(policy_domain=OTHER, result=res)
+        for kind in (*TLSRPT_RESULT_TYPES, OTHER):
+            self._inbound_failures_metric.labels(policy_domain=OTHER, result_type=kind)
+
+    def _inbound_domain(self, domain: str) -> str:
+        if domain in self._inbound_domains or domain == OTHER:
+            return domain
+        if len(self._inbound_domains) >= MAX_INBOUND_DOMAIN_LABELS:
+            return OTHER
+        self._inbound_domains.add(domain)
+        return domain
+
+    def tlsrpt_inbound_report(self, transport: str, verdict: str) -> None:
+        t = transport if transport in TLSRPT_INBOUND_TRANSPORTS else OTHER
+        v = verdict if verdict in TLSRPT_INBOUND_VERDICTS else OTHER
+        self._inbound_reports[(t, v)].inc()
+
+    def tlsrpt_inbound_sessions(self, domain: str, result: str, n: int) -> None:
+        res = result if result in TLSRPT_SESSION_RESULTS else OTHER
+        d = self._inbound_domain(domain)
+        self._inbound_sessions_metric.labels(policy_domain=d, result=res).inc(n)
+
+    def tlsrpt_inbound_failures(self, domain: str, result_type: str, n: int) -> None:
+        kind = result_type if result_type in TLSRPT_RESULT_TYPES else OTHER
+        d = self._inbound_domain(domain)
+        self._inbound_failures_metric.labels(policy_domain=d, result_type=kind).inc(n)
+
     def _bind_operator(self, r: CollectorRegistry, answers: tuple[str, ...], other: str) -> None:
-        """Overrides, shadow mode and drift (issue 14): fixed label sets, no domains."""
+        """Overrides, shadow mode and drift (docs/operator-control.md): fixed label sets, no
+        domains."""
         self._other = other
         overrides = Counter(
             "tlspolicy_override_answers_total",

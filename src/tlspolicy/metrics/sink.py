@@ -2,7 +2,8 @@
 do-nothing ``NullMetrics``, without prometheus-client.
 
 Code that records metrics takes a ``MetricsSink`` (default ``NULL_METRICS``) and never
-touches prometheus-client itself (style guide A8.7); ``metrics.Metrics`` is the
+touches prometheus-client itself (sinks are passed in, never imported by the code that
+records, so tests need no patching); ``metrics.Metrics`` is the
 prometheus-client implementation. Importing this module costs nothing, so a command that
 records no metrics (``tlspolicy query``, ``check``) never imports prometheus-client.
 """
@@ -25,6 +26,19 @@ TLSRPT_POLICY_TYPES = ("tlsa", "sts", "no-policy-found")
 TLSRPT_SESSION_RESULTS = ("successful", "failed")
 TLSRPT_REPORT_METHODS = ("mailto", "https")
 TLSRPT_REPORT_OUTCOMES = ("sent", "failed")
+# Reports others send us (tlsrpt/inbound.py Transport, Verdict; RFC 8460 §4.3 result types).
+TLSRPT_INBOUND_TRANSPORTS = ("mail", "https", "file")
+TLSRPT_INBOUND_VERDICTS = (
+    "accepted", "duplicate", "invalid", "unsigned", "too-large", "wrong-type",
+    "rate-limited", "not-report",
+)  # fmt: skip
+TLSRPT_RESULT_TYPES = (
+    "starttls-not-supported", "certificate-host-mismatch", "certificate-expired",
+    "certificate-not-trusted", "validation-failure", "tlsa-invalid", "dnssec-invalid",
+    "dane-required", "sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid",
+)  # fmt: skip
+# Policy-domain label values: the operator's tlsrpt.inbound_domains, at most this many.
+MAX_INBOUND_DOMAIN_LABELS = 64
 # At server.max_connections: an idle connection closed for a newcomer, or the newcomer refused.
 CONNECTION_LIMIT_ACTIONS = ("evicted", "refused")
 
@@ -143,6 +157,15 @@ class NullMetrics:
     def tlsrpt_late(self, n: int) -> None:
         return None
 
+    def tlsrpt_inbound_report(self, transport: str, verdict: str) -> None:
+        return None
+
+    def tlsrpt_inbound_sessions(self, domain: str, result: str, n: int) -> None:
+        return None
+
+    def tlsrpt_inbound_failures(self, domain: str, result_type: str, n: int) -> None:
+        return None
+
 
 NULL_METRICS = NullMetrics()
 
@@ -152,20 +175,10 @@ class TlsrptMetricsSink(Protocol):
     def tlsrpt_session(self, policy_type: str, result: str) -> None: ...
     def tlsrpt_report(self, method: str, outcome: str) -> None: ...
     def tlsrpt_late(self, n: int) -> None: ...
+    def tlsrpt_inbound_report(self, transport: str, verdict: str) -> None: ...
+    def tlsrpt_inbound_sessions(self, domain: str, result: str, n: int) -> None: ...
+    def tlsrpt_inbound_failures(self, domain: str, result_type: str, n: int) -> None: ...
 
 
-class NullTlsrptMetrics:
-    def tlsrpt_datagrams(self, outcome: str, n: int = 1) -> None:
-        return None
-
-    def tlsrpt_session(self, policy_type: str, result: str) -> None:
-        return None
-
-    def tlsrpt_report(self, method: str, outcome: str) -> None:
-        return None
-
-    def tlsrpt_late(self, n: int) -> None:
-        return None
-
-
-NULL_TLSRPT_METRICS = NullTlsrptMetrics()
+# NullMetrics records nothing of every kind, TLSRPT included.
+NULL_TLSRPT_METRICS: TlsrptMetricsSink = NULL_METRICS

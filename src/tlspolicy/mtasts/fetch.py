@@ -170,6 +170,20 @@ class PolicyFetcher:
         _record(url, started, "ok", f"HTTP {status}, {len(body)} bytes")
         return text
 
+    def reconfigure(
+        self, *, ca_file: str | None, allow_private_addresses: bool, timeout: float
+    ) -> None:
+        """Take new ``mta_sts`` settings (a reload): the next fetch uses them; fetches under
+        way finish with the old ones. Raises ``ConfigError`` like the constructor, with
+        nothing changed."""
+        fresh = PolicyFetcher(
+            dns=self._dns, ca_file=ca_file, allow_private_addresses=allow_private_addresses,
+            timeout=timeout, user_agent=self._user_agent, connect_port=self._connect_port,
+        )  # fmt: skip
+        self._ssl, self._timeout = fresh._ssl, fresh._timeout
+        self._allow_private = allow_private_addresses
+        self._http = None  # made anew with these settings by the next fetch
+
     async def aclose(self) -> None:
         """Close the HTTP session (idempotent)."""
         if self._http is not None:

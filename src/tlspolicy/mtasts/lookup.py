@@ -59,6 +59,7 @@ async def refresh_sts(
     now: float,
     fetch_backoff: float = FETCH_BACKOFF_S,
     negative_ttl_bounds: tuple[int, int] = NEGATIVE_TTL_BOUNDS_S,
+    tag: str = "",
 ) -> StsState:
     """Look at the domain's MTA-STS record (and policy, if needed) and return the new state.
 
@@ -71,12 +72,15 @@ async def refresh_sts(
             successful fetch, ``fetched_at``.
         fetch_backoff: seconds before an id whose fetch failed is fetched again.
         negative_ttl_bounds: (min, max) seconds a "no policy" result is believed.
+        tag: the current lookup settings; failures found now are recorded under it, and
+            those found under other settings are forgotten (``StsState.current``).
 
     Returns:
         the new state. Errors are recorded in ``error``/``error_kind``; a valid cached
         policy is kept through all of them.
     """
-    old = state if state is not None else StsState()
+    old = (state if state is not None else StsState()).current(tag)
+    old = replace(old, failure_tag=tag)  # what this refresh finds, it finds under ``tag``
     low, high = negative_ttl_bounds
     valid = old.policy_valid(now)
     try:

@@ -22,7 +22,7 @@ Pure: text in, ``Policy`` out, ``PolicySyntaxError(line, why)`` otherwise. Rules
   TLS checks (§5.1), failing open.
 * ``mx`` patterns are RFC 5321 Domains in A-label form, optionally prefixed by ``*.``;
   IP addresses are refused (an IP literal as an ``mx`` pattern is what Postfix must never be
-  handed as a ``match=`` name: postfix-tlspol issue #70).
+  handed as a ``match=`` name: docs/protocol-notes.md §7.4).
 
 The caller logs ``Policy.notes`` once, when the policy is fetched: a cached policy is
 restored from its parsed fields (``from_fields``), without notes and without parsing.
@@ -40,7 +40,7 @@ from tlspolicy.errors import PolicySyntaxError
 from tlspolicy.names import MAX_HOST_CHARS
 
 # RFC 8461 §3.2 (RFC 7405 ABNF; the RFC prints sts-policy-term where sts-policy-mx is meant
-# in the field list, see protocols.md §4.3):
+# in the field list, see docs/protocol-notes.md §4.3):
 #
 #   sts-policy-record        = sts-policy-field *WSP
 #                              *(sts-policy-term sts-policy-field *WSP)
@@ -72,8 +72,9 @@ from tlspolicy.names import MAX_HOST_CHARS
 # Choices where the RFC leaves room (documented, tested):
 # * Blank lines: the grammar has none, and in an RFC 5322-like format a blank line ends the
 #   header, so a blank line *between* fields is an error (postfix-tlspol rejects any blank
-#   line). Blank lines at the very end of the file are tolerated: web servers and editors
-#   add them, and nothing follows them that could be misread.
+#   line, docs/protocol-notes.md §7.3). Blank lines at the very end of the file are
+#   tolerated: web servers and editors add them, and nothing follows them that could be
+#   misread.
 # * Known field names are case-sensitive (%s"mode"): ``Mode: enforce`` is an extension field,
 #   and the policy then lacks ``mode``.
 # * A known field with a value outside its grammar (``mode: strict``) is an error, not an

@@ -39,10 +39,11 @@ from tlspolicy.errors import RecordSyntaxError
 #
 # Choices where the RFC is silent (documented, tested):
 # * Several ``id`` fields: the first one wins, as RFC 8461 §3.2 rules for policy fields
-#   ("all entries except for the first SHALL be ignored") and as postfix-tlspol does; later
-#   ones are ignored without judging their value (they still need the generic field
-#   grammar): ``id=abc; id=bad-value`` has id ``abc``. Refusing the record for a field
-#   that is ignored anyway would drop the policy, failing open.
+#   ("all entries except for the first SHALL be ignored") and as postfix-tlspol does
+#   (docs/protocol-notes.md §7.3); later ones are ignored without judging their value
+#   (they still need the generic field grammar): ``id=abc; id=bad-value`` has id ``abc``.
+#   Refusing the record for a field that is ignored anyway would drop the policy, failing
+#   open.
 # * The first field named exactly ``id`` whose value is not 1*32(ALPHA / DIGIT) would,
 #   read literally, be an extension field that happens to be called "id". We reject it
 #   instead: a publisher who wrote ``id=2024-01-01`` means an id, and silently treating the

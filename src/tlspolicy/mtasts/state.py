@@ -14,8 +14,9 @@ again. Rules kept here:
 * Proactive refresh (RFC 8461 §3.3 "SHOULD proactively refresh ... once per day", §10.2):
   the policy is fetched again, whatever the id says, once it has lived half its ``max_age``
   or one day, whichever comes first. A successful fetch restarts ``max_age``; an unchanged id
-  alone never extends a policy (unlike postfix-mta-sts-resolver's NOT_CHANGED rule), so a
-  policy that cannot be re-fetched ends at its ``max_age`` as the RFC says.
+  alone never extends a policy (unlike postfix-mta-sts-resolver's NOT_CHANGED rule,
+  docs/protocol-notes.md §7.4), so a policy that cannot be re-fetched ends at its
+  ``max_age`` as the RFC says.
 * "No policy" results (no record, broken record, failed lookup or fetch with nothing valid
   cached) are believed until ``negative_until``; after that the view asks for a lookup.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -69,6 +70,10 @@ class StsState:
         error_at: when ``error`` happened.
         error_id: the TXT id whose last fetch failed (fetch backoff per id, RFC 8461 §3.3).
         fetch_failed_at: when the fetch for ``error_id`` failed.
+        failure_tag: the lookup settings (``Config.lookup_tag``) under which the failures
+            and the "no policy" window above were found. Under other settings they are
+            forgotten (``current``): the fix of a setting such as
+            ``mta_sts.allow_private_addresses`` must not wait for a stored backoff.
     """
 
     policy: Policy | None = None
@@ -82,6 +87,17 @@ class StsState:
     error_at: float = 0.0
     error_id: str | None = None
     fetch_failed_at: float = 0.0
+    failure_tag: str = ""
+
+    def current(self, tag: str) -> StsState:
+        """This state as seen under the lookup settings ``tag``: a valid policy is kept
+        whatever the settings, failures and "no policy" windows found under other settings
+        are dropped (so the next query looks again)."""
+        if self.failure_tag == tag or (self.error_id is None and not self.negative_until):
+            return self
+        return replace(
+            self, negative_until=0.0, error_id=None, fetch_failed_at=0.0, failure_tag=tag
+        )
 
     def expires_at(self) -> float:
         """When ``policy`` stops being valid (0 without a policy)."""
@@ -128,6 +144,7 @@ class StsState:
             "error_at": self.error_at,
             "error_id": self.error_id,
             "fetch_failed_at": self.fetch_failed_at,
+            "failure_tag": self.failure_tag,
         }
 
     @classmethod
@@ -163,6 +180,7 @@ class StsState:
             error_at=_time(data, "error_at"),
             error_id=_opt_str(data, "error_id"),
             fetch_failed_at=_time(data, "fetch_failed_at"),
+            failure_tag=_opt_str(data, "failure_tag") or "",
         )
         if (state.policy is None) != (state.policy_id is None):
             raise ValueError("policy and policy_id must both be set or both be null")
@@ -191,13 +209,16 @@ class StsView:
     expires_at: float = 0.0
 
 
-def sts_view(state: StsState | None, now: float, *, recheck_interval: float) -> StsView:
+def sts_view(
+    state: StsState | None, now: float, *, recheck_interval: float, tag: str = ""
+) -> StsView:
     """Decide what a query may use now.
 
     Args:
         state: the cached state, or None when nothing is cached.
         now: the current time (epoch seconds).
         recheck_interval: seconds between TXT id checks while a policy is valid.
+        tag: the current lookup settings (``StsState.current``).
 
     Returns:
         FRESH with the valid policy; RECHECK with the valid policy when the id check or the
@@ -206,6 +227,7 @@ def sts_view(state: StsState | None, now: float, *, recheck_interval: float) -> 
     """
     if state is None:
         return StsView(None, Freshness.STALE, "nothing cached")
+    state = state.current(tag)
     if state.policy is not None and state.policy_valid(now):
         policy = state.policy
         due = state.refresh_due_at()

@@ -1,4 +1,4 @@
-"""Which map profile suits the Postfix beside us: read ``postconf``, advise (protocols.md §3.4).
+"""Which map profile suits the Postfix beside us: read ``postconf``, advise.
 
 On Postfix 3.10 and later the TLSRPT attributes are part of MTA-STS enforcement, not only of
 reporting: without ``mx_host_pattern`` Postfix has nothing to check
@@ -6,7 +6,8 @@ reporting: without ``mx_host_pattern`` Postfix has nothing to check
 mail when its certificate matches a ``match=`` name), and it reports every enforced MTA-STS
 delivery as no-policy-found. Before 3.10 the same attributes make Postfix defer the mail
 ("invalid attribute name: policy_type"), and before 3.4 ``servername`` does. So the
-profile of each map that ``smtp_tls_policy_maps`` names must fit the Postfix version.
+profile of each map that ``smtp_tls_policy_maps`` names must fit the Postfix version
+(docs/protocol-notes.md §2.4).
 
 ``advise`` is pure (facts in, advice out); ``read_postfix`` runs ``postconf`` where the
 server runs beside Postfix and returns None when there is no Postfix to ask.

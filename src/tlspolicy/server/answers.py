@@ -106,6 +106,9 @@ class Answerer:
             if outcome.source is Source.CACHE:
                 memo.holds_until = outcome.holds_until
                 memo.basis = self.service.cache.loaded_at(outcome.domain)
+                # No longer than the copy it came from is trusted (cache.quiet): a change
+                # made elsewhere is then seen within hot_ttl, memo or not.
+                memo.until = min(memo.until, self.service.cache.trusted_until(memo.basis))
             self.memo.put((name, key), memo)
         self.metrics.query(name, reply.kind)
         return reply.text

@@ -31,6 +31,18 @@ class App:
     service: PolicyService
     answers: Answerer
 
+    def reconfigure(self, config: Config) -> None:
+        """Apply what can change without a restart (a reload): the service's maps,
+        overrides, timeouts and cache rules, the policy fetcher's ``mta_sts`` settings.
+        Raises ``ConfigError`` (an unreadable CA file) before anything changed."""
+        sts = config.mta_sts
+        self.fetcher.reconfigure(
+            ca_file=sts.ca_file, allow_private_addresses=sts.allow_private_addresses,
+            timeout=sts.timeout,
+        )  # fmt: skip
+        self.service.reconfigure(config)
+        self.config = config
+
     async def aclose(self) -> None:
         await self.service.aclose()
         await self.cache.aclose()

@@ -8,7 +8,7 @@ Routes (anything else is 404, a wrong method 405):
   and the detail callable's fields (e.g. overrides that weaken DANE/MTA-STS domains).
 
 It is kept apart from the socketmap listeners (the Postfix protocol stays free of HTTP
-sniffing, unlike postfix-tlspol; peers.md Appendix A §4.9) and has no access log: a scrape
+sniffing, unlike postfix-tlspol; docs/protocol-notes.md §7.3) and has no access log: a scrape
 every few seconds would drown the query log.
 """
 

@@ -15,12 +15,13 @@ import logging
 import os
 import signal
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlspolicy import __version__  # dnstransport: before the drop
 from tlspolicy.config import Config, load_config
+from tlspolicy.config.changes import changed_keys
 from tlspolicy.dnsstub import transport as dnstransport
+from tlspolicy.dnsstub.client import trust_warnings
 from tlspolicy.dnsstub.selfcheck import ResolverMonitor
 from tlspolicy.errors import ConfigError
 from tlspolicy.metrics.sink import NullMetrics
@@ -30,7 +31,12 @@ from tlspolicy.server.app import App, build_app
 from tlspolicy.server.binding import Handoff, worker_handoff
 from tlspolicy.server.listeners import SocketmapServer
 from tlspolicy.server.logsetup import setup_logging
-from tlspolicy.server.privileges import chown_path, drop_privileges, prepare_state
+from tlspolicy.server.privileges import (
+    databases,
+    drop_privileges,
+    prepare_state,
+    state_identity,
+)
 from tlspolicy.server.validation import ValidationGuard
 from tlspolicy.server.warmup import preload, verify_after_drop
 
@@ -40,6 +46,22 @@ if TYPE_CHECKING:
     from tlspolicy.tlsrpt.runtime import TlsrptRuntime
 
 log = logging.getLogger("tlspolicy")
+
+# What a reload applies (``App.reconfigure``, the monitor, the listeners' limits, logging);
+# a key given as "section." covers the whole section. Every other key needs a restart:
+# the DNS client, listeners, cache backend, privileges and TLSRPT parts are built once.
+LIVE_KEYS = (
+    "maps", "overrides", "dane.", "mta_sts.", "dns.selfcheck_secure_name",
+    "dns.selfcheck_bogus_name", "dns.selfcheck_interval", "dns.on_validation_failure",
+    "dns.trust_remote_resolver", "server.max_connections", "server.idle_timeout",
+    "server.request_timeout", "server.log_level", "server.log_format",
+    "cache.refresh_ahead", "cache.refresh_before",
+)  # fmt: skip
+
+
+def live_key(key: str) -> bool:
+    return any(key == live or (live.endswith(".") and key.startswith(live)) for live in LIVE_KEYS)
+
 
 # The cache size gauge is refreshed this often (a backend count is not free).
 CACHE_GAUGE_INTERVAL_S = 30.0
@@ -86,6 +108,7 @@ class Runner:
         self.http: HttpEndpoint | None = None
         self.monitor: ResolverMonitor | None = None
         self.tlsrpt: TlsrptRuntime | None = None
+        self.restart_needed: list[str] = []  # changed by a reload, applied by a restart
         self.tasks: list[asyncio.Task[Any]] = []
         self.cache_entries = 0.0
         self.stop_event = asyncio.Event()
@@ -120,8 +143,6 @@ class Runner:
 
             tlsrpt = TlsrptRuntime(config, dns=self.app.dns, metrics=self.metrics)
             tlsrpt.bind()  # the collector socket, before privileges are dropped
-            if tlsrpt.store_directory is not None:
-                prepare_state(tlsrpt.store_directory, config.server.user, config.server.group)
             self.tlsrpt = tlsrpt
         self._drop_privileges()
         await self.app.cache.open()
@@ -131,6 +152,8 @@ class Runner:
         await self.app.service.start()
         await self._start_http()
         self._start_monitor()
+        for warning in self.resolver_warnings():
+            log.warning("%s", warning)
         await self.server.begin()
         self._worker_ready()
         self.tasks.append(asyncio.create_task(self._cache_gauges(), name="cache-gauges"))
@@ -179,18 +202,13 @@ class Runner:
 
     def _drop_privileges(self) -> None:
         cfg = self.config
-        if cfg.server.user is None or os.geteuid() != 0:
+        identity = state_identity(cfg)
+        stores = databases(cfg, tlsrpt=cfg.tlsrpt.in_use)
+        prepare_state(stores, identity, group_mode=cfg.server.group is not None)
+        if identity is None:
             if cfg.server.user is not None:
                 log.warning("not running as root: server.user %s ignored", cfg.server.user)
             return
-        if cfg.cache.backend == "sqlite":
-            state_dir = Path(cfg.cache.path).parent
-            state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-            chown_path(state_dir, cfg.server.user, cfg.server.group)
-            for suffix in ("", "-wal", "-shm"):
-                path = Path(cfg.cache.path + suffix)
-                if path.exists():
-                    chown_path(path, cfg.server.user, cfg.server.group)
         dirs = preload(cfg)
         drop_privileges(cfg.server.user, cfg.server.group)  # logs what it did
         verify_after_drop(cfg, dirs)
@@ -252,10 +270,20 @@ class Runner:
         return True, "ok"
 
     def health_detail(self) -> dict[str, Any]:
-        """/healthz?format=json: operator overrides that weaken DANE/MTA-STS domains."""
+        """/healthz?format=json: operator overrides that weaken DANE/MTA-STS domains, why
+        the resolver's DNSSEC status may not deserve trust, and which changed keys wait for
+        a restart."""
         if self.app is None:
             return {}
-        return {"weakening_overrides": self.app.service.weakening_overrides()}
+        return {
+            "weakening_overrides": self.app.service.weakening_overrides(),
+            "resolver_warnings": self.resolver_warnings(),
+            "restart_needed": list(self.restart_needed),
+        }
+
+    def resolver_warnings(self) -> list[str]:
+        dns = self.config.dns
+        return trust_warnings(dns.nameservers, trust_remote=dns.trust_remote_resolver)
 
     async def _cache_gauges(self) -> None:
         while True:
@@ -268,19 +296,39 @@ class Runner:
             await asyncio.sleep(CACHE_GAUGE_INTERVAL_S)
 
     def reload(self) -> None:
+        """SIGHUP: apply every changed key that can change live (``LIVE_KEYS``), and name
+        the others, which wait for a restart (logged, and in /healthz?format=json)."""
         systemd.notify_reloading()
         try:
             new = load_config(self.config_path)
+            if self.app is not None:
+                self.app.reconfigure(new)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             systemd.notify_ready("reload refused")
             return
-        if self.app is not None:
-            self.app.service.reconfigure(new)
+        changed = changed_keys(self.config, new)
+        if self.monitor is not None:
+            dns = new.dns
+            self.monitor.reconfigure(
+                secure_name=dns.selfcheck_secure_name, bogus_name=dns.selfcheck_bogus_name,
+                interval=dns.selfcheck_interval,
+            )  # fmt: skip
         self.server.config = new.server
         self.config = new
         setup_logging(new.server.log_level, new.server.log_format)
-        log.info("configuration reloaded from %s (maps %s)", new.source, ", ".join(new.maps))
+        pending = [key for key in changed if not live_key(key)]
+        self.restart_needed = sorted({*self.restart_needed, *pending})
+        applied = [key for key in changed if live_key(key)]
+        log.info(
+            "configuration reloaded from %s: %s", new.source,
+            f"applied {', '.join(applied)}" if applied else "no change to apply",
+        )  # fmt: skip
+        if self.restart_needed:
+            log.warning(
+                "these changed keys need a restart to take effect (systemctl restart"
+                " tlspolicy): %s", ", ".join(self.restart_needed),
+            )  # fmt: skip
         systemd.notify_ready("configuration reloaded")
 
     async def shutdown(self) -> None:

@@ -16,12 +16,12 @@ import logging
 import os
 import pwd
 import socket
-import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tlspolicy.config import ListenAddress, ServerConfig
 from tlspolicy.errors import ConfigError
+from tlspolicy.files import bind_unix, remove_stale_socket
 from tlspolicy.metrics.sink import NULL_METRICS, MetricsSink
 from tlspolicy.server.admission import Burst, ConnectionTable
 from tlspolicy.server.errorlog import ErrorLog, error_kind
@@ -177,20 +177,23 @@ class SocketmapServer:
             ) from None
 
     async def _listen_unix(self, path: str, start_serving: bool) -> asyncio.Server:
+        """A unix socket made with its final mode and owner (``tlspolicy.files``: no chmod
+        or chown that a link planted in the socket's directory could redirect)."""
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)  # a stale socket from an earlier run
+        remove_stale_socket(path)
         os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-        server = await loop.create_unix_server(
-            self._protocol, path=path, backlog=1024, start_serving=start_serving
-        )
-        self.unix_paths.append(path)
-        os.chmod(path, self.config.socket_mode)
         uid = pwd.getpwnam(self.config.socket_owner).pw_uid if self.config.socket_owner else -1
         gid = grp.getgrnam(self.config.socket_group).gr_gid if self.config.socket_group else -1
-        if uid != -1 or gid != -1:
-            os.chown(path, uid, gid)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            bind_unix(sock, path, self.config.socket_mode, uid, gid)
+            server = await loop.create_unix_server(
+                self._protocol, sock=sock, backlog=1024, start_serving=start_serving
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.unix_paths.append(path)
         return server
 
     async def stop(self, grace: float = 10.0) -> None:

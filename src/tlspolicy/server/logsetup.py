@@ -8,6 +8,11 @@ import sys
 import time
 from typing import Any
 
+# Fields a log call may pass with ``extra=`` (service/service.py ``log_fields``): JSON lines
+# carry them as their own keys, so Loki and Elasticsearch filter by domain or answer without
+# parsing the message. The text format keeps only the message, which already says them.
+EXTRA_FIELDS = ("domain", "map", "answer", "source", "duration_ms", "reason")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -18,6 +23,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in EXTRA_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                data[name] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)

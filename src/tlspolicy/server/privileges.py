@@ -4,23 +4,40 @@ Started as root, the server binds its sockets and prepares its state directory, 
 ``drop_privileges`` before handling any query. The drop is complete and checked: the
 supplementary groups are replaced, then the real, effective and saved group and user ids are
 set (``setresgid``/``setresuid``), and regaining root must fail afterwards. A seteuid-only
-drop, as in postfix-mta-sts-resolver (peers.md §3.3.5), can be undone by any code execution
-bug, so it is not an option here.
+drop, as in postfix-mta-sts-resolver (docs/protocol-notes.md §7.5), can be undone by any
+code execution bug, so it is not an option here.
 
 Names are resolved before anything changes, so an unknown name fails with a ``ConfigError``
 and the process is left as it was.
+
+Before the drop, ``prepare_state`` makes the server's databases ready for that user and
+changes nothing else: an operator may keep the cache in a directory shared with other
+software (``/var/spool/postfix``, ``/srv/shared``), whose other files must not change
+owner. A directory the user cannot write is refused with the command that fixes it.
 """
 
 from __future__ import annotations
 
+import errno
 import grp
 import logging
 import os
 import pwd
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from tlspolicy.config import Config
 from tlspolicy.errors import ConfigError
+from tlspolicy.files import (
+    DB_SUFFIXES,
+    GROUP_FILE_MODE,
+    PRIVATE_FILE_MODE,
+    STATE_DIR_MODE,
+    create_private,
+    give,
+    writable_by,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,39 +135,141 @@ def _switch(target: Identity) -> None:
     raise ConfigError(f"server.user: dropped to {target.user} but could regain root; refusing")
 
 
-def chown_path(path: str | os.PathLike[str], user: str | None, group: str | None) -> None:
-    """Give ``path`` (and, for a directory, everything below it) to ``user``:``group``.
+@dataclass(frozen=True, slots=True)
+class Database:
+    """An SQLite file the server owns, and the configuration key that names it."""
 
-    For the state directory and the sqlite cache file before ``drop_privileges``. Symbolic
-    links are changed themselves, never followed, so a link planted in the directory cannot
-    redirect the chown to another file. A no-op when both names are None.
+    key: str
+    path: Path
+
+
+def databases(config: Config, *, cache: bool = True, tlsrpt: bool = True) -> list[Database]:
+    """The SQLite files the server owns: the cache and (``tlsrpt``) the TLSRPT store."""
+    found = []
+    if cache and config.cache.backend == "sqlite":
+        found.append(Database("cache.path", Path(config.cache.path)))
+    if tlsrpt and config.tlsrpt.store_backend == "sqlite":
+        found.append(Database("tlsrpt.store.path", Path(config.tlsrpt.store_path)))
+    return found
+
+
+def state_identity(config: Config) -> Identity | None:
+    """Who will own the state: ``server.user`` when running as root, else None (the
+    current user, who creates the files itself)."""
+    if config.server.user is None or os.geteuid() != 0:
+        return None
+    return resolve_identity(config.server.user, config.server.group)
+
+
+def state_problems(items: list[Database], identity: Identity | None) -> list[str]:
+    """Why the server (as ``identity``, or the current user) could not create or open its
+    databases; each problem names the key, the path, its owner and mode, and the fix.
+    Only looks (``check-config`` calls it); ``prepare_state`` acts."""
+    problems = []
+    for item in items:
+        directory = item.path.parent
+        existing = directory
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        creator = identity if existing == directory else None  # root makes missing ones
+        if not _may_write(existing, creator):
+            problems.append(_denied(item, existing, creator))
+            continue
+        if identity is not None or not item.path.exists():
+            continue
+        if not os.access(item.path, os.R_OK | os.W_OK):
+            st = item.path.stat()
+            problems.append(
+                f"{item.key}: permission denied: {item.path} is not readable and writable"
+                f" by {_whoami()} (owner {_owner(st)}, mode {stat.S_IMODE(st.st_mode):04o});"
+                f" fix: chown {_whoami()} {item.path}"
+            )
+    return problems
+
+
+def prepare_state(items: list[Database], identity: Identity | None, group_mode: bool) -> None:
+    """Make the databases' directories and files ready for the server user, touching
+    nothing else (see ``tlspolicy.files``): a missing directory is created
+    (``STATE_DIR_MODE``) and, as root, given to the user; an existing one is never changed
+    and must be writable by the user; each database file is created (0600, or 0640 with
+    ``group_mode``) and, as root, it and its ``-wal``/``-shm`` are given to the user.
 
     Raises:
-        ConfigError: an unknown user or group, or a chown that failed.
+        ConfigError: naming the key, the path, its owner and mode, and the fix.
     """
-    if user is None and group is None:
-        return
-    if user is not None:
-        identity = resolve_identity(user, group)
-        uid, gid = identity.uid, identity.gid
-    else:
-        uid, gid = -1, resolve_group(group or "")
-    root = Path(path)
-    targets = [root]
-    if root.is_dir() and not root.is_symlink():
-        for parent, dirs, files in os.walk(root, followlinks=False):
-            targets.extend(Path(parent) / name for name in (*dirs, *files))
-    for target in targets:
+    problems = state_problems(items, identity)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    mode = GROUP_FILE_MODE if group_mode else PRIVATE_FILE_MODE
+    for item in items:
         try:
-            os.chown(target, uid, gid, follow_symlinks=False)
+            for directory in _make_directories(item.path.parent):
+                if identity is not None:
+                    give(directory, identity.uid, identity.gid)
+                    log.info("created %s for %s", directory, identity.user)
+            create_private(item.path, mode)
+            if identity is not None:
+                for suffix in DB_SUFFIXES:
+                    give(Path(f"{item.path}{suffix}"), identity.uid, identity.gid)
         except OSError as exc:
-            raise ConfigError(f"cannot give {target} to {user}:{group}: {exc.strerror}") from None
+            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise ConfigError(
+                f"{item.key}: cannot prepare {exc.filename or item.path}: {why}"
+            ) from None
 
 
-def prepare_state(directory: Path, user: str | None, group: str | None) -> None:
-    """As root with ``server.user`` set: create ``directory`` (0750) and give it to that
-    user, so the stores in it open after the drop."""
-    if user is None or os.geteuid() != 0:
-        return
-    directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-    chown_path(directory, user, group)
+def _make_directories(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return those created."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    created = []
+    for path in reversed(missing):
+        path.mkdir(mode=STATE_DIR_MODE)
+        os.chmod(path, STATE_DIR_MODE, follow_symlinks=False)  # the umask filtered mkdir's
+        created.append(path)
+    return created
+
+
+def _may_write(directory: Path, identity: Identity | None) -> bool:
+    if identity is None:
+        return os.access(directory, os.W_OK | os.X_OK)
+    return writable_by(directory.stat(), identity.uid, identity.gid)
+
+
+def _denied(item: Database, directory: Path, identity: Identity | None) -> str:
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        return (
+            f"{item.key}: cannot create files in {directory}: Read-only file system; fix:"
+            f" set {item.key} to a path on a writable file system (the server writes its"
+            " database and WAL files)"
+        )
+    st = directory.stat()
+    user = identity.user if identity is not None else _whoami()
+    group = identity.group if identity is not None else user
+    return (
+        f"{item.key}: permission denied: {user} cannot create files in {directory}"
+        f" (owner {_owner(st)}, mode {stat.S_IMODE(st.st_mode):04o}); fix:"
+        f" install -d -o {user} -g {group} -m 0750 {item.path.parent}, or set {item.key}"
+        f" to a path in a directory {user} may write"
+    )
+
+
+def _owner(st: os.stat_result) -> str:
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{user}:{group}"
+
+
+def _whoami() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())

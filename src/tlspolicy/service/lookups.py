@@ -82,9 +82,12 @@ class BranchLookups:
     def sts(self, domain: str, *, newer_than: float = 0.0) -> asyncio.Task[StsState]:
         """The MTA-STS lookup (TXT re-check, fetch when needed) of ``domain``."""
         interval = self.config.mta_sts.recheck_interval
+        tag = self.config.lookup_tag()
 
         def done(entry: Any) -> StsState | None:
-            return shared_sts(entry, self.clock(), newer_than=newer_than, recheck_interval=interval)
+            return shared_sts(
+                entry, self.clock(), newer_than=newer_than, recheck_interval=interval, tag=tag
+            )
 
         return self._task(domain, "sts", lambda: self._sts(domain), done)
 
@@ -133,6 +136,7 @@ class BranchLookups:
             fetcher=self.fetcher,
             now=self.clock(),
             fetch_backoff=self.config.mta_sts.fetch_backoff,
+            tag=self.config.lookup_tag(),
         )
         self.metrics.lookup_seconds("mta_sts", time.monotonic() - started)
         if new.error_kind == StsErrorKind.POLICY and new.error_at == new.checked_at:

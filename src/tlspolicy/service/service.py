@@ -64,6 +64,8 @@ class PolicyService:
         self.clock = clock
         self.coordinator = Coordinator(cache, lease_ttl=config.server.request_timeout, clock=clock)
         self.on_stored: list[Callable[[str], None]] = []
+        # Another process wrote (a purge, another worker): no memo is known to hold.
+        cache.on_changed_elsewhere.append(lambda: self._stored(""))
         self.lookups = BranchLookups(
             config,
             dns=dns,
@@ -144,7 +146,12 @@ class PolicyService:
                 resolution = await self.resolve(domain, profile)
         except TimeoutError:
             timeout = self.config.server.request_timeout
-            log.warning("%s: no answer within %.1fs", domain, timeout)
+            log.warning(
+                "%s: no answer within %.1fs", domain, timeout,
+                extra=log_fields(
+                    domain, name, Verdict.TEMP, Source.TIMEOUT, duration_ms=timeout * 1000
+                ),
+            )  # fmt: skip
             return Outcome(
                 Decision(Verdict.TEMP, domain, "policy lookup timed out"), Source.TIMEOUT, domain
             )
@@ -155,10 +162,17 @@ class PolicyService:
         if resolution.source is Source.LIVE:
             elapsed = (time.monotonic() - started) * 1000
             log.info(
-                "%s: %s (%s) in %.1f ms", domain, decision.verdict.value, decision.reason, elapsed
-            )
-        else:
-            log.debug("%s: %s from cache", domain, decision.verdict.value)
+                "%s: %s (%s) in %.1f ms", domain, decision.verdict.value, decision.reason, elapsed,
+                extra=log_fields(
+                    domain, name, decision.verdict, resolution.source,
+                    duration_ms=elapsed, reason=decision.reason,
+                ),
+            )  # fmt: skip
+        elif log.isEnabledFor(logging.DEBUG):  # the hot path builds no fields it drops
+            log.debug(
+                "%s: %s from cache", domain, decision.verdict.value,
+                extra=log_fields(domain, name, decision.verdict, resolution.source),
+            )  # fmt: skip
         return Outcome(
             decision, resolution.source, domain, resolution.reusable_until, resolution.holds_until
         )
@@ -229,7 +243,10 @@ class PolicyService:
         decision = decide_live(
             domain, dane, state, now=now, profile=profile, settings=self.settings
         )
-        view = sts_view(state, now, recheck_interval=self.settings.recheck_interval)
+        view = sts_view(
+            state, now, recheck_interval=self.settings.recheck_interval,
+            tag=self.settings.lookup_tag,
+        )  # fmt: skip
         return Resolution(domain, decision, Source.LIVE, dane, view, state)
 
     async def sts_for_display(self, domain: str) -> StsState:
@@ -253,3 +270,27 @@ class PolicyService:
 
 
 __all__ = ["Outcome", "PolicyService", "Resolution", "Source", "Verdict"]
+
+
+def log_fields(
+    domain: str,
+    map_name: str,
+    verdict: Verdict,
+    source: Source,
+    *,
+    duration_ms: float | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The ``extra=`` of a lookup's log line: separate fields for JSON logs (Loki, Elastic
+    query by them), named as ``server/logsetup.py`` renders them."""
+    fields: dict[str, Any] = {
+        "domain": domain,
+        "map": map_name,
+        "answer": verdict.value,
+        "source": source.value,
+    }
+    if duration_ms is not None:
+        fields["duration_ms"] = round(duration_ms, 1)
+    if reason is not None:
+        fields["reason"] = reason
+    return fields

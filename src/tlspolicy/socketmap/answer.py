@@ -2,21 +2,22 @@
 
 Reply grammar: socketmap_table(5) (``OK <data>``, ``NOTFOUND ``, ``TEMP <reason>``,
 ``PERM <reason>``); policy syntax: ``smtp/smtp_tls_policy.c:tls_policy_lookup_one``
-(protocols.md §2.3-§3.1). Rules kept:
+(docs/protocol-notes.md §2.1-§3.1). Rules kept:
 - ``NOTFOUND `` keeps its space; an ``OK`` always carries a level;
-- MTA-STS ``*.example`` patterns become Postfix ``.example`` in ``match=`` (protocols.md
-  §2.7), and are passed verbatim in ``mx_host_pattern=`` for Postfix >= 3.10.5;
+- MTA-STS ``*.example`` patterns become Postfix ``.example`` in ``match=``
+  (docs/protocol-notes.md §2.3), and are passed verbatim in ``mx_host_pattern=`` for
+  Postfix >= 3.10.5;
 - with TLSRPT, at least one ``policy_string`` and one ``mx_host_pattern`` (Postfix
-  3.10.0-3.10.5 dereference NULL otherwise, protocols.md §3.1);
+  3.10.0-3.10.5 dereference NULL otherwise, docs/protocol-notes.md §3.1);
 - values containing ``{`` or ``}`` are never sent: Postfix has no escape for them;
 - the payload stays within ``MAX_REPLY_BYTES``: policy strings are dropped from the end
   first; if the TLSRPT attributes still do not fit, the plain ``secure match=`` reply is sent
   (still enforcing, as for Postfix < 3.10); if even the match list does not fit, TEMP.
-- DANE answers carry no STS attributes: Postfix reports DANE to TLSRPT itself (§3.2). We
-  never send ``policy_type=no-policy-found``: it needs an ``OK <level>`` reply, and any
-  level we chose would override main.cf's ``smtp_tls_security_level`` (e.g. turn a
-  main.cf ``dane`` into ``may``); with ``NOTFOUND `` Postfix reports ``no-policy-found``
-  itself (``smtp_tlsrpt_set_ext_policy``).
+- DANE answers carry no STS attributes: Postfix reports DANE to TLSRPT itself
+  (docs/protocol-notes.md §3.2). We never send ``policy_type=no-policy-found``: it needs an
+  ``OK <level>`` reply, and any level we chose would override main.cf's
+  ``smtp_tls_security_level`` (e.g. turn a main.cf ``dane`` into ``may``); with
+  ``NOTFOUND `` Postfix reports ``no-policy-found`` itself (``smtp_tlsrpt_set_ext_policy``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Turn a socketmap lookup key into the policy domain, or say why there is none.
 
-The key is Postfix's next-hop (protocols.md §2.1): a recipient domain, or a verbatim
+The key is Postfix's next-hop (docs/protocol-notes.md §1.1): a recipient domain, or a verbatim
 transport/relayhost next-hop such as ``[relay.example]:587``. RFC 8461 §3.4 makes the
 relay's domain the policy domain for smart hosts, so brackets and ports are dropped.
 Keys that start with ``.`` are Postfix's parent-domain probes (``tls_policy_lookup``);

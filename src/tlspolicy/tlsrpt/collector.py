@@ -38,7 +38,6 @@ import logging
 import os
 import pwd
 import socket
-import stat
 import struct
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 
 from tlspolicy.config.tlsrpt import TlsrptConfig
 from tlspolicy.errors import ConfigError, DatagramError
+from tlspolicy.files import bind_unix, remove_stale_socket
 from tlspolicy.metrics.sink import NULL_TLSRPT_METRICS, TlsrptMetricsSink
 from tlspolicy.tlsrpt.datagram import MAX_DATAGRAM_BYTES, MAX_FAILURE_DETAILS, parse_datagram
 from tlspolicy.tlsrpt.store import BatchWriter
@@ -111,19 +111,14 @@ class Collector:
         """
         path = self.path
         try:
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
+            remove_stale_socket(path)
             os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            sock.bind(path)
-            os.chmod(path, self.config.socket_mode)
             cfg = self.config
             uid = pwd.getpwnam(cfg.socket_owner).pw_uid if cfg.socket_owner else -1
             gid = grp.getgrnam(cfg.socket_group).gr_gid if cfg.socket_group else -1
-            if uid != -1 or gid != -1:
-                os.chown(path, uid, gid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            bind_unix(sock, path, cfg.socket_mode, uid, gid)  # tlspolicy.files: no chmod
         except KeyError as exc:
             raise ConfigError(f"tlsrpt.socket_owner/socket_group: unknown {exc}") from None
         except OSError as exc:

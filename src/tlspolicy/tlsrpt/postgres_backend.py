@@ -24,14 +24,24 @@ from tlspolicy.db.pgerrors import mapped_errors
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
 from tlspolicy.tlsrpt.datagram import FailureDetail
+from tlspolicy.tlsrpt.inbound import Verdict
 from tlspolicy.tlsrpt.store import (
     DELIVERY_COLUMNS,
+    INBOUND_FAILURE_COLUMNS,
+    INBOUND_POLICY_COLUMNS,
     Delivery,
     FrozenReport,
+    InboundEvent,
+    InboundItem,
+    ReceivedFailure,
+    ReceivedPolicy,
     delivery_from_row,
     failure_hash,
     group_hash,
+    inbound_rows,
     new_instance,
+    received_failure_from_row,
+    received_policy_from_row,
 )
 
 PG_CONNECT_TIMEOUT_S = 5.0
@@ -59,10 +69,33 @@ CREATE TABLE IF NOT EXISTS tlsrpt_reports (
     day DATE NOT NULL, domain TEXT NOT NULL, report_id TEXT NOT NULL, body BYTEA NOT NULL,
     successful BIGINT NOT NULL, failed BIGINT NOT NULL, late BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (day, domain));
+CREATE TABLE IF NOT EXISTS tlsrpt_inbound (
+    id BIGSERIAL PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, transport TEXT NOT NULL,
+    verdict TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', organization TEXT,
+    report_id TEXT, signer TEXT, day DATE, raw BYTEA);
+CREATE UNIQUE INDEX IF NOT EXISTS tlsrpt_inbound_key ON tlsrpt_inbound (organization, report_id)
+    WHERE verdict = 'accepted';
+CREATE INDEX IF NOT EXISTS tlsrpt_inbound_received ON tlsrpt_inbound (received_at);
+CREATE TABLE IF NOT EXISTS tlsrpt_inbound_policies (
+    rid BIGINT NOT NULL, pidx INTEGER NOT NULL, day DATE NOT NULL, domain TEXT NOT NULL,
+    organization TEXT NOT NULL, policy_type TEXT NOT NULL, successful BIGINT NOT NULL,
+    failed BIGINT NOT NULL, PRIMARY KEY (rid, pidx));
+CREATE INDEX IF NOT EXISTS tlsrpt_inbound_policies_day
+    ON tlsrpt_inbound_policies (day, domain);
+CREATE TABLE IF NOT EXISTS tlsrpt_inbound_failures (
+    rid BIGINT NOT NULL, pidx INTEGER NOT NULL, fidx INTEGER NOT NULL, day DATE NOT NULL,
+    domain TEXT NOT NULL, organization TEXT NOT NULL, result_type TEXT NOT NULL,
+    mx_host TEXT, receiving_ip TEXT, sending_ip TEXT, reason_code TEXT,
+    count BIGINT NOT NULL, PRIMARY KEY (rid, pidx, fidx));
+CREATE INDEX IF NOT EXISTS tlsrpt_inbound_failures_day
+    ON tlsrpt_inbound_failures (day, domain);
 """
 REPORT_COLUMNS = "day, domain, report_id, body, successful, failed, late"
 # Every table of the store (what a test drops to start from nothing).
-TABLES = "tlsrpt_sessions, tlsrpt_failures, tlsrpt_deliveries, tlsrpt_reports, tlsrpt_meta"
+TABLES = (
+    "tlsrpt_sessions, tlsrpt_failures, tlsrpt_deliveries, tlsrpt_reports, tlsrpt_meta,"
+    " tlsrpt_inbound, tlsrpt_inbound_policies, tlsrpt_inbound_failures"
+)
 
 
 class PostgresReportStore:
@@ -257,6 +290,109 @@ class PostgresReportStore:
                 "UPDATE tlsrpt_reports SET late = $3 WHERE day = $1 AND domain = $2",
                 day, domain, late,
             )  # fmt: skip
+
+    async def add_inbound(self, item: InboundItem) -> str:
+        report = item.report
+        values = (
+            item.received_at, item.transport, item.verdict, item.reason,
+            report.organization if report else None, report.report_id if report else None,
+            item.signer, report.day if report else None, item.raw,
+        )  # fmt: skip
+        insert = (
+            "INSERT INTO tlsrpt_inbound (received_at, transport, verdict, reason, organization,"
+            " report_id, signer, day, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )
+        async with self._mapped(PG_OP_TIMEOUT_S), self._db().acquire() as conn, conn.transaction():
+            if report is None or item.verdict != Verdict.ACCEPTED:
+                await conn.execute(insert, *values)
+                return item.verdict
+            rid = await conn.fetchval(
+                insert + " ON CONFLICT (organization, report_id) WHERE verdict = 'accepted'"
+                " DO NOTHING RETURNING id",
+                *values,
+            )
+            if rid is None:
+                dup = (*values[:2], str(Verdict.DUPLICATE), "already stored", *values[4:8], None)
+                await conn.execute(insert, *dup)
+                return Verdict.DUPLICATE
+            policies, failures = inbound_rows(int(rid), report)
+            await conn.executemany(
+                "INSERT INTO tlsrpt_inbound_policies VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                policies,
+            )
+            await conn.executemany(
+                "INSERT INTO tlsrpt_inbound_failures"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                failures,
+            )
+        return Verdict.ACCEPTED
+
+    async def inbound_events(self, after: int, limit: int) -> list[InboundEvent]:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            rows = await self._db().fetch(
+                "SELECT id, transport, verdict FROM tlsrpt_inbound WHERE id > $1"
+                " ORDER BY id LIMIT $2",
+                after, limit,
+            )  # fmt: skip
+        return [InboundEvent(int(r[0]), r[1], r[2]) for r in rows]
+
+    async def last_inbound_id(self) -> int:
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            value = await self._db().fetchval("SELECT COALESCE(MAX(id), 0) FROM tlsrpt_inbound")
+        return int(value)
+
+    async def received_policies(
+        self, since: date, domain: str | None = None
+    ) -> list[ReceivedPolicy]:
+        rows = await self._received(INBOUND_POLICY_COLUMNS, "policies", since, domain)
+        return [received_policy_from_row(r) for r in rows]
+
+    async def received_failures(
+        self, since: date, domain: str | None = None
+    ) -> list[ReceivedFailure]:
+        rows = await self._received(INBOUND_FAILURE_COLUMNS, "failures", since, domain)
+        return [received_failure_from_row(r) for r in rows]
+
+    async def _received(
+        self, columns: str, table: str, since: date, domain: str | None
+    ) -> list[Any]:
+        sql = f"SELECT {columns} FROM tlsrpt_inbound_{table} WHERE day >= $1"
+        args: list[Any] = [since]
+        if domain is not None:
+            sql += " AND domain = $2"
+            args.append(domain)
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            return list(await self._db().fetch(sql + " ORDER BY day, domain", *args))
+
+    async def received_rows(
+        self, after: int, upto: int
+    ) -> tuple[list[ReceivedPolicy], list[ReceivedFailure]]:
+        where = " WHERE rid > $1 AND rid <= $2"
+        async with self._mapped(PG_OP_TIMEOUT_S):
+            db = self._db()
+            policies = await db.fetch(
+                f"SELECT {INBOUND_POLICY_COLUMNS} FROM tlsrpt_inbound_policies" + where,
+                after, upto,
+            )  # fmt: skip
+            failures = await db.fetch(
+                f"SELECT {INBOUND_FAILURE_COLUMNS} FROM tlsrpt_inbound_failures" + where,
+                after, upto,
+            )  # fmt: skip
+        return (
+            [received_policy_from_row(r) for r in policies],
+            [received_failure_from_row(r) for r in failures],
+        )
+
+    async def purge_inbound_before(self, moment: float) -> int:
+        async with self._mapped(PG_OP_TIMEOUT_S), self._db().acquire() as conn, conn.transaction():
+            for table in ("tlsrpt_inbound_policies", "tlsrpt_inbound_failures"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE rid IN"
+                    " (SELECT id FROM tlsrpt_inbound WHERE received_at < $1)",
+                    moment,
+                )
+            status = await conn.execute("DELETE FROM tlsrpt_inbound WHERE received_at < $1", moment)
+        return int(status.split()[-1])
 
     def _db(self) -> Any:
         if self._pool is None:

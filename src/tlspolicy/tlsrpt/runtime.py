@@ -17,7 +17,6 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from tlspolicy.config import Config
@@ -95,25 +94,36 @@ class TlsrptRuntime:
             from tlspolicy.tlsrpt.reporter import Reporter  # noqa: PLC0415
 
             self.reporter = Reporter(cfg, self.store, dns, metrics=metrics, clock=self.clock)
+        # Reports others send us (inbound_*.py): the HTTPS endpoint and the metrics.
+        self.inbound_endpoint: Any = None
+        self.inbound_counter: Any = None
+        if cfg.inbound:
+            from tlspolicy.tlsrpt.inbound_http import InboundEndpoint  # noqa: PLC0415
+            from tlspolicy.tlsrpt.inbound_metrics import InboundCounter  # noqa: PLC0415
+
+            if cfg.inbound_listen is not None:
+                self.inbound_endpoint = InboundEndpoint(cfg, self.store, metrics)
+            self.inbound_counter = InboundCounter(
+                self.store, metrics, cfg.inbound_domains, keep_days=cfg.inbound_keep_days
+            )
         self._tasks: list[asyncio.Task[Any]] = []
         self.store_open = False
         self.open_retry_s = STORE_OPEN_RETRY_S
 
     @property
     def enabled(self) -> bool:
-        return self.collector is not None or self.reporter is not None
+        return (
+            self.collector is not None
+            or self.reporter is not None
+            or self.inbound_counter is not None
+        )
 
     def bind(self) -> None:
         """Create the collector socket, before privileges drop."""
         if self.collector is not None:
             self.collector.bind()
-
-    @property
-    def store_directory(self) -> Path | None:
-        """The SQLite store's directory, which whoever drops privileges prepares for the
-        server user (``server.privileges.prepare_state``); None for PostgreSQL."""
-        cfg = self.config.tlsrpt
-        return Path(cfg.store_path).parent if cfg.store_backend == "sqlite" else None
+        if self.inbound_endpoint is not None:
+            self.inbound_endpoint.bind()
 
     async def start(self) -> None:
         """Open the store and start reading and reporting.
@@ -133,6 +143,15 @@ class TlsrptRuntime:
             self._tasks.append(
                 asyncio.create_task(supervised("writer", self.writer.run), name="tlsrpt-writer")
             )
+        if self.inbound_counter is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    supervised("inbound metrics", self.inbound_counter.run),
+                    name="tlsrpt-inbound-metrics",
+                )
+            )
+        if self.inbound_endpoint is not None:
+            await self.inbound_endpoint.start()
         if self.reporter is not None:
             if (unsigned := self.config.tlsrpt.unsigned_mail) is not None:
                 log.warning("TLSRPT: %s", unsigned)
@@ -154,6 +173,8 @@ class TlsrptRuntime:
             return
 
     async def aclose(self) -> None:
+        if self.inbound_endpoint is not None:
+            await self.inbound_endpoint.stop()
         if self.collector is not None:
             await self.collector.aclose()
         for task in self._tasks:

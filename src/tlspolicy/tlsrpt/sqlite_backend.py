@@ -22,16 +22,27 @@ from typing import Any, TypeVar
 from tlspolicy.db.sqlite_file import set_wal, write_transaction
 from tlspolicy.db.sqlite_thread import SqliteThread
 from tlspolicy.errors import ReportStoreError
+from tlspolicy.files import create_private
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, PolicyKey
 from tlspolicy.tlsrpt.datagram import FailureDetail
+from tlspolicy.tlsrpt.inbound import Verdict
 from tlspolicy.tlsrpt.store import (
     DELIVERY_COLUMNS,
+    INBOUND_FAILURE_COLUMNS,
+    INBOUND_POLICY_COLUMNS,
     Delivery,
     FrozenReport,
+    InboundEvent,
+    InboundItem,
+    ReceivedFailure,
+    ReceivedPolicy,
     delivery_from_row,
     failure_hash,
     group_hash,
+    inbound_rows,
     new_instance,
+    received_failure_from_row,
+    received_policy_from_row,
 )
 
 T = TypeVar("T")
@@ -59,6 +70,26 @@ CREATE TABLE IF NOT EXISTS tlsrpt_reports (
     day TEXT NOT NULL, domain TEXT NOT NULL, report_id TEXT NOT NULL, body BLOB NOT NULL,
     successful INTEGER NOT NULL, failed INTEGER NOT NULL, late INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, domain));
+CREATE TABLE IF NOT EXISTS tlsrpt_inbound (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL NOT NULL, transport TEXT NOT NULL,
+    verdict TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', organization TEXT,
+    report_id TEXT, signer TEXT, day TEXT, raw BLOB);
+CREATE UNIQUE INDEX IF NOT EXISTS tlsrpt_inbound_key ON tlsrpt_inbound (organization, report_id)
+    WHERE verdict = 'accepted';
+CREATE INDEX IF NOT EXISTS tlsrpt_inbound_received ON tlsrpt_inbound (received_at);
+CREATE TABLE IF NOT EXISTS tlsrpt_inbound_policies (
+    rid INTEGER NOT NULL, pidx INTEGER NOT NULL, day TEXT NOT NULL, domain TEXT NOT NULL,
+    organization TEXT NOT NULL, policy_type TEXT NOT NULL, successful INTEGER NOT NULL,
+    failed INTEGER NOT NULL, PRIMARY KEY (rid, pidx));
+CREATE INDEX IF NOT EXISTS tlsrpt_inbound_policies_day
+    ON tlsrpt_inbound_policies (day, domain);
+CREATE TABLE IF NOT EXISTS tlsrpt_inbound_failures (
+    rid INTEGER NOT NULL, pidx INTEGER NOT NULL, fidx INTEGER NOT NULL, day TEXT NOT NULL,
+    domain TEXT NOT NULL, organization TEXT NOT NULL, result_type TEXT NOT NULL,
+    mx_host TEXT, receiving_ip TEXT, sending_ip TEXT, reason_code TEXT,
+    count INTEGER NOT NULL, PRIMARY KEY (rid, pidx, fidx));
+CREATE INDEX IF NOT EXISTS tlsrpt_inbound_failures_day
+    ON tlsrpt_inbound_failures (day, domain);
 """
 REPORT_COLUMNS = "day, domain, report_id, body, successful, failed, late"
 
@@ -156,6 +187,53 @@ class SqliteReportStore:
             (late, day.isoformat(), domain),
         )
 
+    async def add_inbound(self, item: InboundItem) -> str:
+        return await self._run(self._add_inbound_sync, item)
+
+    async def inbound_events(self, after: int, limit: int) -> list[InboundEvent]:
+        rows = await self._run(
+            self._query,
+            "SELECT id, transport, verdict FROM tlsrpt_inbound WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [InboundEvent(int(r[0]), r[1], r[2]) for r in rows]
+
+    async def last_inbound_id(self) -> int:
+        rows = await self._run(self._query, "SELECT COALESCE(MAX(id), 0) FROM tlsrpt_inbound", ())
+        return int(rows[0][0])
+
+    async def received_policies(
+        self, since: date, domain: str | None = None
+    ) -> list[ReceivedPolicy]:
+        rows = await self._run(self._received, INBOUND_POLICY_COLUMNS, "policies", since, domain)
+        return [received_policy_from_row(r) for r in rows]
+
+    async def received_failures(
+        self, since: date, domain: str | None = None
+    ) -> list[ReceivedFailure]:
+        rows = await self._run(self._received, INBOUND_FAILURE_COLUMNS, "failures", since, domain)
+        return [received_failure_from_row(r) for r in rows]
+
+    async def received_rows(
+        self, after: int, upto: int
+    ) -> tuple[list[ReceivedPolicy], list[ReceivedFailure]]:
+        where = " WHERE rid > ? AND rid <= ?"
+        policies = await self._run(
+            self._query, f"SELECT {INBOUND_POLICY_COLUMNS} FROM tlsrpt_inbound_policies" + where,
+            (after, upto),
+        )  # fmt: skip
+        failures = await self._run(
+            self._query, f"SELECT {INBOUND_FAILURE_COLUMNS} FROM tlsrpt_inbound_failures" + where,
+            (after, upto),
+        )  # fmt: skip
+        return (
+            [received_policy_from_row(r) for r in policies],
+            [received_failure_from_row(r) for r in failures],
+        )
+
+    async def purge_inbound_before(self, moment: float) -> int:
+        return await self._run(self._purge_inbound_sync, moment)
+
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await self._thread.run(func, *args)
 
@@ -170,6 +248,7 @@ class SqliteReportStore:
         if self._conn is not None:
             return
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        create_private(self.path)  # 0600 before SQLite creates it 0644 (tlspolicy.files)
         conn = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
@@ -292,6 +371,64 @@ class SqliteReportStore:
             removed = db.execute("DELETE FROM tlsrpt_sessions WHERE day < ?", (day,)).rowcount
             db.execute("DELETE FROM tlsrpt_deliveries WHERE day < ?", (day,))
             db.execute("DELETE FROM tlsrpt_reports WHERE day < ?", (day,))
+        return int(removed)
+
+    def _add_inbound_sync(self, item: InboundItem) -> str:
+        report = item.report
+        values = (
+            item.received_at, item.transport, item.verdict, item.reason,
+            report.organization if report else None, report.report_id if report else None,
+            item.signer, report.day.isoformat() if report else None, item.raw,
+        )  # fmt: skip
+        insert = (
+            "INSERT INTO tlsrpt_inbound (received_at, transport, verdict, reason, organization,"
+            " report_id, signer, day, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        with write_transaction(self._db()) as db:
+            if report is None or item.verdict != Verdict.ACCEPTED:
+                db.execute(insert, values)
+                return item.verdict
+            cursor = db.execute(
+                insert + " ON CONFLICT (organization, report_id) WHERE verdict = 'accepted'"
+                " DO NOTHING",
+                values,
+            )
+            if not cursor.rowcount:
+                dup = (*values[:2], Verdict.DUPLICATE, "already stored", *values[4:8], None)
+                db.execute(insert, dup)
+                return Verdict.DUPLICATE
+            rid = cursor.lastrowid
+            assert rid is not None
+            policies, failures = inbound_rows(rid, report)
+            db.executemany(
+                "INSERT INTO tlsrpt_inbound_policies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*p[:2], p[2].isoformat(), *p[3:]) for p in policies],
+            )
+            db.executemany(
+                "INSERT INTO tlsrpt_inbound_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*f[:3], f[3].isoformat(), *f[4:]) for f in failures],
+            )
+        return Verdict.ACCEPTED
+
+    def _received(self, columns: str, table: str, since: date, domain: str | None) -> list[Any]:
+        sql = f"SELECT {columns} FROM tlsrpt_inbound_{table} WHERE day >= ?"
+        args: tuple[Any, ...] = (since.isoformat(),)
+        if domain is not None:
+            sql += " AND domain = ?"
+            args += (domain,)
+        return self._db().execute(sql + " ORDER BY day, domain", args).fetchall()
+
+    def _purge_inbound_sync(self, moment: float) -> int:
+        with write_transaction(self._db()) as db:
+            for table in ("tlsrpt_inbound_policies", "tlsrpt_inbound_failures"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE rid IN"
+                    " (SELECT id FROM tlsrpt_inbound WHERE received_at < ?)",
+                    (moment,),
+                )
+            removed = db.execute(
+                "DELETE FROM tlsrpt_inbound WHERE received_at < ?", (moment,)
+            ).rowcount
         return int(removed)
 
 

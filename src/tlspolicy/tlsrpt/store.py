@@ -20,6 +20,13 @@ feeding one reporter). Both keep these rules:
   frozen are late: the reporter counts them (``note_late``), they are not reported.
 * ``instance`` is the store's random id, made once when the store is created; it goes
   into every report id (``report.report_id``).
+* Reports received from others (``tlsrpt/inbound.py``) are one ``tlsrpt_inbound`` row per
+  report that arrived, whatever became of it (``Verdict``), with its raw bytes gzipped
+  when it is counted or kept aside (unsigned mail); its policies and failure details are
+  rows of their own, keyed by that row's id. A unique index on (organization, report id)
+  over the accepted rows makes a report count once, whichever way and on whichever host
+  it arrived: a second copy becomes a ``duplicate`` row. ``purge_inbound_before`` drops
+  what arrived before a time (``tlsrpt.inbound_keep_days``).
 
 ``BatchWriter`` collects datagrams in memory and writes every ``FLUSH_INTERVAL_S`` or every
 ``FLUSH_DATAGRAMS`` datagrams, whichever comes first. What a ``kill -9`` can lose is that
@@ -42,6 +49,7 @@ from typing import Any, Protocol
 from tlspolicy.errors import ReportStoreError
 from tlspolicy.tlsrpt.aggregate import Batch, GroupCounts, GroupKey
 from tlspolicy.tlsrpt.datagram import Datagram, FailureDetail
+from tlspolicy.tlsrpt.inbound import InboundReport
 
 FLUSH_INTERVAL_S = 0.5  # longest time a datagram waits in memory before it is written
 FLUSH_DATAGRAMS = 1000  # a batch this large is written at once
@@ -120,6 +128,89 @@ def delivery_from_row(row: Any) -> Delivery:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class InboundItem:
+    """One received report, as the store keeps it (``report`` None unless it is valid)."""
+
+    transport: str
+    verdict: str
+    received_at: float
+    reason: str = ""
+    report: InboundReport | None = None
+    raw: bytes | None = None  # gzip; what was received (the report, or the refused mail)
+    signer: str | None = None  # the DKIM d= that verified, for mail
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """A ``tlsrpt_inbound`` row for the metrics: what arrived, how, what became of it."""
+
+    id: int
+    transport: str
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedPolicy:
+    """One policy of one accepted report: the counts an explanation adds up."""
+
+    day: date
+    domain: str
+    organization: str
+    policy_type: str
+    successful: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFailure:
+    """One failure detail of one accepted report."""
+
+    day: date
+    domain: str
+    organization: str
+    result_type: str
+    mx_host: str | None
+    receiving_ip: str | None
+    count: int
+
+
+INBOUND_POLICY_COLUMNS = "day, domain, organization, policy_type, successful, failed"
+INBOUND_FAILURE_COLUMNS = "day, domain, organization, result_type, mx_host, receiving_ip, count"
+
+
+def _day_of(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def received_policy_from_row(row: Any) -> ReceivedPolicy:
+    return ReceivedPolicy(_day_of(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]))
+
+
+def received_failure_from_row(row: Any) -> ReceivedFailure:
+    return ReceivedFailure(_day_of(row[0]), row[1], row[2], row[3], row[4], row[5], int(row[6]))
+
+
+def inbound_rows(
+    rid: int, report: InboundReport
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The policy and failure rows of an accepted report (day as a ``date``)."""
+    day, org = report.day, report.organization
+    policies = []
+    failures = []
+    for p_index, p in enumerate(report.policies):
+        policies.append(
+            (rid, p_index, day, p.policy_domain, org, p.policy_type, p.successful, p.failed)
+        )
+        for f_index, f in enumerate(p.failures):
+            failures.append((
+                rid, p_index, f_index, day, p.policy_domain, org, f.result_type,
+                f.receiving_mx_hostname, f.receiving_ip, f.sending_mta_ip,
+                f.failure_reason_code, f.count,
+            ))  # fmt: skip
+    return policies, failures
+
+
 class ReportStore(Protocol):
     """What the collector, the reporter and the CLI need from a backend."""
 
@@ -147,6 +238,19 @@ class ReportStore(Protocol):
     async def frozen(self, day: date, domain: str) -> FrozenReport | None: ...
     async def freeze(self, report: FrozenReport) -> FrozenReport: ...
     async def note_late(self, day: date, domain: str, late: int) -> None: ...
+    async def add_inbound(self, item: InboundItem) -> str: ...
+    async def inbound_events(self, after: int, limit: int) -> list[InboundEvent]: ...
+    async def last_inbound_id(self) -> int: ...
+    async def received_policies(
+        self, since: date, domain: str | None = None
+    ) -> list[ReceivedPolicy]: ...
+    async def received_failures(
+        self, since: date, domain: str | None = None
+    ) -> list[ReceivedFailure]: ...
+    async def received_rows(
+        self, after: int, upto: int
+    ) -> tuple[list[ReceivedPolicy], list[ReceivedFailure]]: ...
+    async def purge_inbound_before(self, moment: float) -> int: ...
 
 
 def group_hash(key: GroupKey) -> str:

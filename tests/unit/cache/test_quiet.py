@@ -27,7 +27,8 @@ def test_quiet_checks_extend_copies_read_after_the_last_change() -> None:
     quiet.checked(110.0, 110.1, unchanged=True)
     assert quiet.trusted_until(101.0) == 115.0  # hot_ttl after the quiet check began
     assert quiet.trusted_until(112.0) == 117.0  # read after it: hot_ttl after the read
-    assert quiet.trusted_until(100.05) == 105.05  # read during the check that saw a change
+    # read during the check that saw a change: no longer than hot_ttl / 2 after it
+    assert quiet.trusted_until(100.05) == 102.6
 
 
 def test_quiet_checks_a_change_ends_the_extension_of_older_copies() -> None:
@@ -52,3 +53,16 @@ def test_quiet_checks_in_order_never_move_the_verified_time_back() -> None:
 
 def test_quiet_checks_always_when_no_other_writer_exists() -> None:
     assert QuietChecks(TTL, always=True).trusted_until(0.0) == math.inf
+
+
+def test_quiet_checks_a_change_elsewhere_is_seen_within_hot_ttl() -> None:
+    """A purge by another process at 100: a check sees it by 102.5 (every hot_ttl / 2), and
+    no copy read before is trusted past 105 = hot_ttl after the purge."""
+    quiet = QuietChecks(TTL)
+    quiet.checked(90.0, 90.0, unchanged=False)
+    quiet.checked(97.5, 97.5, unchanged=True)
+    assert quiet.trusted_until(99.0) == 104.0  # vouched: hot_ttl after the read
+    quiet.checked(102.5, 102.5, unchanged=False)  # the purge of 100 is seen
+    for loaded_at in (91.0, 99.0, 102.0):
+        assert quiet.trusted_until(loaded_at) <= 105.0, loaded_at
+    assert quiet.trusted_until(102.6) == 107.6  # read after the change: as before

@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from tlspolicy.config import (
+    CONFIG_ENV,
     BackendName,
+    ConfigOrigin,
     DnsFailure,
     MapProfile,
+    describe_origin,
     load_config,
     parse_config,
 )
@@ -89,3 +92,42 @@ def test_load_config_file_and_its_errors(tmp_path: Path) -> None:
     bad.write_text("cache: [unclosed\n")
     with pytest.raises(ConfigError):
         load_config(str(bad))
+
+
+def test_load_config_finds_the_file_by_option_then_environment_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default, named, given = (tmp_path / n for n in ("default.yml", "env.yml", "given.yml"))
+    for path, timeout in ((default, 1), (named, 2), (given, 3)):
+        path.write_text(f"dns: {{timeout: {timeout}}}\n")
+    monkeypatch.setattr("tlspolicy.config.load.DEFAULT_CONFIG_PATH", str(default))
+    config = load_config()
+    assert (config.dns.timeout, config.origin, config.source) == (
+        1, ConfigOrigin.DEFAULT, str(default)
+    )  # fmt: skip
+    assert describe_origin(config) == f"configuration file {default} (the default path)"
+    monkeypatch.setenv(CONFIG_ENV, str(named))
+    config = load_config()
+    assert (config.dns.timeout, config.origin) == (2, ConfigOrigin.ENVIRONMENT)
+    assert describe_origin(config) == f"configuration file {named} (TLSPOLICY_CONFIG)"
+    config = load_config(str(given))
+    assert (config.dns.timeout, config.origin) == (3, ConfigOrigin.OPTION)
+    assert describe_origin(config) == f"configuration file {given} (-c)"
+
+
+def test_load_config_without_a_default_file_says_so(tmp_path: Path) -> None:
+    config = load_config()  # tests/conftest.py points the default path at nothing
+    assert (config.origin, config.source) == (ConfigOrigin.EMBEDDED, "<defaults>")
+    assert describe_origin(config).startswith("no configuration file (")
+    assert "does not exist): embedded defaults" in describe_origin(config)
+
+
+def test_load_config_refuses_a_named_file_that_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "missing.yml"
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(missing))}: does not exist$"):
+        load_config(str(missing))
+    monkeypatch.setenv(CONFIG_ENV, str(missing))
+    with pytest.raises(ConfigError, match="named by TLSPOLICY_CONFIG"):
+        load_config()

@@ -224,7 +224,12 @@ def test_plan_from_config() -> None:
         hot_ttl=2,
         refresh_ahead=False,
         refresh_before=0.5,
+        lookup_tag=config.lookup_tag(),
     )
+    assert len(config.lookup_tag()) == 12
+    changed = parse_config({"mta_sts": {"allow_private_addresses": True}})
+    assert changed.lookup_tag() != parse_config({}).lookup_tag()
+    assert parse_config({"cache": {"hot_ttl": 9}}).lookup_tag() == parse_config({}).lookup_tag()
 
 
 @pytest.mark.parametrize(

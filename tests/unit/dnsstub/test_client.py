@@ -28,6 +28,7 @@ from tlspolicy.dnsstub.answer import MAX_CNAME_HOPS, NONEXISTENT_NAME_TTL_S
 from tlspolicy.dnsstub.client import (
     ResolverClient,
     system_nameservers,
+    trust_warnings,
     valid_name,
     well_formed_name,
 )
@@ -616,3 +617,17 @@ def test_well_formed_name_is_lowercase_ldh_labels_of_1_to_63(name: str) -> None:
         for label in labels
     )
     assert well_formed_name(name) is expected
+
+
+def test_trust_warnings_name_remote_resolvers_and_the_fix(tmp_path: Path) -> None:
+    """RFC 7672 §1.3: the AD bit is trusted only from a resolver on this host."""
+    assert trust_warnings([("127.0.0.1", 53), ("::1", 53)], trust_remote=False) == []
+    (warning,) = trust_warnings([("127.0.0.1", 53), ("192.0.2.53", 53)], trust_remote=False)
+    assert warning.startswith("dns.nameservers: 192.0.2.53 is not on loopback")
+    assert "dns.trust_remote_resolver: true" in warning
+    assert trust_warnings([("192.0.2.53", 53)], trust_remote=True) == []
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 198.51.100.1\nnameserver 198.51.100.2\n")
+    (warning,) = trust_warnings([], trust_remote=False, resolv_conf=str(resolv))
+    assert warning.startswith(f"{resolv} names no resolver on loopback (198.51.100.1")
+    assert "apt install unbound" in warning

@@ -84,7 +84,7 @@ def secure_negative() -> FakeDns:
         pytest.param(
             with_failure(SECURE, "servfail"),
             False,
-            f"resolver failed the signed name {SECURE}",
+            f"cannot resolve the probe name {SECURE} (dns.selfcheck_secure_name)",
             id="secure-servfail",
         ),
         pytest.param(
@@ -93,7 +93,7 @@ def secure_negative() -> FakeDns:
         pytest.param(
             with_failure(BOGUS, "malformed"),
             False,
-            f"resolver gave no verdict on {BOGUS}",
+            f"cannot resolve the probe name {BOGUS} (dns.selfcheck_bogus_name)",
             id="bogus-malformed",
         ),
     ],
@@ -262,3 +262,19 @@ async def test_resolver_monitor_rechecks_sooner_while_failing(
             await asyncio.sleep(0.01)
     await mon.aclose()
     assert mon.not_validating() is False
+
+
+async def test_probe_name_failure_says_what_to_set_not_that_dane_is_untrusted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A validating resolver without Internet access cannot resolve the default names:
+    that is a probe problem with its own fix, not a resolver that does not validate."""
+    monitor = ResolverMonitor(
+        with_failure(SECURE, "servfail"), secure_name=SECURE, bogus_name=BOGUS
+    )
+    with caplog.at_level(logging.ERROR):
+        result = await monitor.check_now()
+    assert result.probe_failed and not result.not_validating
+    for key in ("dns.selfcheck_secure_name", "dns.selfcheck_bogus_name", "dns.selfcheck: false"):
+        assert key in caplog.text
+    assert "cannot be trusted" not in caplog.text

@@ -201,3 +201,15 @@ def test_metrics_null_metrics_accepts_every_call() -> None:
     sink.set_cache_entries_source(lambda: 1.0)
     sink.set_resolver_validating(True)
     sink.set_cache_backend_up(True)
+
+
+def test_metrics_scrape_has_process_and_python_series_and_no_created() -> None:
+    m = Metrics(map_names=["QUERY"])
+    m.query("QUERY", "dane-only")
+    lines = generate_latest(m.registry).decode().splitlines()
+    names = {line.split("{")[0].split(" ")[0] for line in lines if not line.startswith("#")}
+    assert not [n for n in names if n.endswith("_created")]
+    assert "process_resident_memory_bytes" in names
+    assert "process_open_fds" in names
+    assert "python_info" in names
+    assert "python_gc_collections_total" in names

@@ -264,3 +264,19 @@ def test_fresh_until_matches_sts_view() -> None:
                 later = sts_view(state, probe, recheck_interval=60.0)
                 assert later.freshness is Freshness.FRESH
                 assert later.policy is view.policy
+
+
+def test_failures_found_under_other_lookup_settings_are_forgotten() -> None:
+    """A fetch that failed under ``allow_private_addresses: false`` must not hold the
+    domain in its backoff once the setting is fixed; a valid policy stays."""
+    failed = StsState(
+        record_id="id1", checked_at=100.0, negative_until=400.0, error="policy fetch failed",
+        error_id="id1", fetch_failed_at=100.0, failure_tag="old",
+    )  # fmt: skip
+    assert failed.current("old") is failed
+    fresh = failed.current("new")
+    assert (fresh.negative_until, fresh.error_id, fresh.fetch_failed_at) == (0.0, None, 0.0)
+    assert fresh.fetch_blocked_until("id1", 300.0) == 0.0
+    assert sts_view(failed, 200.0, recheck_interval=60, tag="old").freshness is Freshness.FRESH
+    assert sts_view(failed, 200.0, recheck_interval=60, tag="new").freshness is Freshness.STALE
+    assert StsState.from_json(failed.to_json()) == failed

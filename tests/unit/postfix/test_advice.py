@@ -1,4 +1,4 @@
-"""Which map profile fits the Postfix beside us (protocols.md §3.4)."""
+"""Which map profile fits the Postfix beside us (docs/protocol-notes.md §2.4)."""
 
 from __future__ import annotations
 

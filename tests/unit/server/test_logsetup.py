@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
+from tlspolicy.decision.outcome import Source
+from tlspolicy.decision.verdict import Verdict
 from tlspolicy.server.logsetup import JsonFormatter, setup_logging
+from tlspolicy.service.service import log_fields
 
 
 def test_json_lines_carry_level_logger_message_and_exception() -> None:
@@ -42,3 +45,21 @@ def test_text_lines_keep_their_format_without_caller_details(
     line = capsys.readouterr().err.strip()
     assert line.endswith(" INFO tlspolicy.service: example.com: dane-only")
     assert logging._srcfile is None  # no stack walk per record (see setup_logging)
+
+
+def test_json_lines_carry_lookup_fields_separately(capsys: pytest.CaptureFixture[str]) -> None:
+    """What Loki and Elasticsearch users query by: the lookup's fields as their own keys."""
+    setup_logging("info", "json")
+    fields = log_fields(
+        "example.com", "QUERY", Verdict.DANE_ONLY, Source.LIVE, duration_ms=12.345, reason="TLSA"
+    )
+    logging.getLogger("tlspolicy.service").info("example.com: dane-only", extra=fields)
+    data = json.loads(capsys.readouterr().err)
+    assert {k: data[k] for k in ("domain", "map", "answer", "source", "duration_ms")} == {
+        "domain": "example.com",
+        "map": "QUERY",
+        "answer": "dane-only",
+        "source": "live",
+        "duration_ms": 12.3,
+    }
+    assert data["reason"] == "TLSA" and data["message"] == "example.com: dane-only"

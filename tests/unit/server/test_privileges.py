@@ -1,4 +1,5 @@
-"""Privilege drop as root (in a child process: a drop cannot be undone) and chown_path."""
+"""Privilege drop as root (in a child process: a drop cannot be undone), and preparing the
+state for the server user without touching anything else."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from tlspolicy.errors import ConfigError
-from tlspolicy.server.privileges import chown_path, drop_privileges, resolve_identity
+from tlspolicy.server.privileges import (
+    Database,
+    drop_privileges,
+    prepare_state,
+    resolve_identity,
+    state_problems,
+)
 
 CHILD_TIMEOUT_S = 20.0
 NOBODY = pwd.getpwnam("nobody")
@@ -167,34 +174,65 @@ def test_resolve_identity_names_and_ids(
 
 
 @needs_root
-def test_chown_path_gives_tree_but_not_symlink_targets(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.write_text("not yours")
-    state = tmp_path / "state"
-    (state / "sub").mkdir(parents=True)
-    (state / "cache.sqlite3").write_text("")
-    (state / "sub" / "x").write_text("")
-    (state / "link").symlink_to(outside)
-    chown_path(state, "nobody", None)
-    for path in (state, state / "sub", state / "cache.sqlite3", state / "sub" / "x"):
+def test_prepare_state_gives_only_the_server_files_in_a_shared_directory(tmp_path: Path) -> None:
+    """The operator's shared directory and its other files keep their owner: nothing is
+    walked, only the database and its -wal/-shm change hands, and a link is refused."""
+    shared = tmp_path / "shared"
+    (shared / "sub").mkdir(parents=True)
+    os.chmod(shared, 0o777)
+    other = shared / "other-app.conf"
+    other.write_text("not ours")
+    (shared / "sub" / "data").write_text("not ours either")
+    cache = shared / "cache.sqlite3"
+    Path(f"{cache}-wal").write_text("")
+    nobody = resolve_identity("nobody", None)
+    prepare_state([Database("cache.path", cache)], nobody, group_mode=False)
+    for path in (cache, Path(f"{cache}-wal")):
         st = path.stat()
         assert (st.st_uid, st.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid), path
-    assert (state / "link").lstat().st_uid == NOBODY.pw_uid
-    assert outside.stat().st_uid == 0
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    for path in (shared, other, shared / "sub", shared / "sub" / "data"):
+        assert path.stat().st_uid == 0, path
+    target = tmp_path / "outside"
+    target.write_text("")
+    linked = shared / "linked.sqlite3"
+    linked.symlink_to(target)
+    with pytest.raises(ConfigError, match=r"tlsrpt.store.path: .*symbolic link"):
+        prepare_state([Database("tlsrpt.store.path", linked)], nobody, group_mode=False)
+    assert target.stat().st_uid == 0
 
 
 @needs_root
-def test_chown_path_group_only(tmp_path: Path) -> None:
-    target = tmp_path / "cache.sqlite3"
-    target.write_text("")
-    chown_path(target, None, "nogroup")
-    st = target.stat()
-    assert (st.st_uid, st.st_gid) == (0, NOBODY.pw_gid)
+def test_prepare_state_creates_a_missing_directory_for_the_user(tmp_path: Path) -> None:
+    cache = tmp_path / "state" / "deep" / "cache.sqlite3"
+    nobody = resolve_identity("nobody", "nogroup")
+    prepare_state([Database("cache.path", cache)], nobody, group_mode=True)
+    for path in (cache.parent, cache.parent.parent):
+        st = path.stat()
+        assert (st.st_uid, oct(st.st_mode & 0o777)) == (NOBODY.pw_uid, "0o750"), path
+    assert oct(cache.stat().st_mode & 0o777) == "0o640"
+    assert tmp_path.stat().st_uid == 0
 
 
-def test_chown_path_unknown_user_and_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such user"):
-        chown_path(tmp_path, "no-such-user-xyz", None)
-    with pytest.raises(ConfigError, match=r"cannot give .*missing"):
-        chown_path(tmp_path / "missing", "nobody", None)
-    chown_path(tmp_path / "missing", None, None)  # nothing asked: nothing checked
+@needs_root
+def test_prepare_state_refuses_a_directory_the_user_cannot_write(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o755)
+    nobody = resolve_identity("nobody", None)
+    items = [Database("cache.path", spool / "cache.sqlite3")]
+    (problem,) = state_problems(items, nobody)
+    assert problem.startswith(
+        f"cache.path: permission denied: nobody cannot create files in {spool}"
+    )
+    assert "owner root:root, mode 0755" in problem
+    assert f"install -d -o nobody -g nogroup -m 0750 {spool}" in problem
+    with pytest.raises(ConfigError, match="permission denied"):
+        prepare_state(items, nobody, group_mode=False)
+    assert list(spool.iterdir()) == []
+
+
+def test_state_problems_as_the_current_user(tmp_path: Path) -> None:
+    items = [Database("cache.path", tmp_path / "new" / "cache.sqlite3")]
+    assert state_problems(items, None) == []
+    prepare_state(items, None, group_mode=False)
+    assert oct(items[0].path.stat().st_mode & 0o777) == "0o600"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 import pytest
@@ -305,3 +306,17 @@ async def test_service_stores_nothing_while_the_resolver_does_not_validate(world
     edge.service.lookups.dns_trusted = lambda: True
     await edge.answer("QUERY", "dane.example")
     assert await edge.cache.get("dane.example") is not None
+
+
+async def test_service_lookup_log_line_carries_separate_fields(
+    world, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, _, service = world
+    await service.cache.open()
+    with caplog.at_level(logging.DEBUG, logger="tlspolicy.service"):
+        await service.answer("QUERY", "dane.example")
+        await service.answer("QUERY", "dane.example")
+    live, cached = [r for r in caplog.records if getattr(r, "domain", None) == "dane.example"]
+    assert (live.map, live.answer, live.source) == ("QUERY", "dane-only", "live")  # type: ignore[attr-defined]
+    assert live.duration_ms >= 0 and live.reason  # type: ignore[attr-defined]
+    assert (cached.answer, cached.source) == ("dane-only", "cache")  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ def test_format_reply_secure_without_servername() -> None:
 
 
 def test_format_reply_tlsrpt_byte_exact() -> None:
-    # protocols.md §3.1: the complete reply for the RFC 8461 §3.2 example policy.
+    # docs/protocol-notes.md §3.1: the complete reply for the RFC 8461 §3.2 example policy.
     expected = (
         "OK secure match=mail.example.com:.example.net:backupmx.example.com "
         "servername=hostname policy_type=sts policy_domain=example.com "

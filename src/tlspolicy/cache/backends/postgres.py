@@ -5,8 +5,8 @@ Rules kept here:
 * Tables ``tlspolicy_entries``, ``tlspolicy_leases`` and ``tlspolicy_overrides``
   (prefixed: the database may be shared with other applications) are created if missing,
   under an advisory lock so that servers starting together do not race. ``data`` is
-  ``text``, not ``jsonb``: jsonb reorders keys (docs/peers.md, postfix-mta-sts-resolver
-  with postgres).
+  ``text``, not ``jsonb``: jsonb reorders keys (postfix-mta-sts-resolver with postgres,
+  docs/protocol-notes.md §7.4).
 * Expiry is decided with our clock, passed as a parameter: rows past ``keep_until`` are never
   returned or counted, and are deleted every ``CLEANUP_INTERVAL_S`` as a side effect of
   writes. Counter merges and lease takeover are single atomic upserts.
