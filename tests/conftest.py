@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +57,14 @@ def _no_default_config_file(
     absent = tmp_path_factory.getbasetemp() / "no-etc" / "tlspolicy.yml"
     monkeypatch.setattr("tlspolicy.config.load.DEFAULT_CONFIG_PATH", str(absent))
     monkeypatch.delenv("TLSPOLICY_CONFIG", raising=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close the socketpair sys4's tlsrpt-reporter opens when it is imported (a module
+    global for its signal handling, never closed): left to the interpreter's exit, it
+    prints a ResourceWarning that is not ours."""
+    module = sys.modules.get("tlsrpt_reporter.tlsrpt")
+    for name in ("interrupt_read", "interrupt_write"):
+        sock = getattr(module, name, None)
+        if sock is not None:
+            sock.close()
