@@ -46,8 +46,6 @@ from tlspolicy.config.schema import (
     DaneConfig,
     DnsConfig,
     DnsFailure,
-    ListenAddress,
-    ListenKind,
     MapProfile,
     MtaStsConfig,
     PostfixConfig,
@@ -319,32 +317,3 @@ def describe_origin(config: Config) -> str:
         ConfigOrigin.DEFAULT: "the default path",
     }[config.origin]
     return f"configuration file {config.source} ({why})"
-
-
-__all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_CONFIG_PATH",
-    "DEFAULT_LISTEN",
-    "DEFAULT_PORT",
-    "BackendName",
-    "CacheConfig",
-    "Config",
-    "ConfigOrigin",
-    "DaneConfig",
-    "DnsConfig",
-    "DnsFailure",
-    "ListenAddress",
-    "ListenKind",
-    "MapProfile",
-    "MtaStsConfig",
-    "PostfixConfig",
-    "ServerConfig",
-    "ValidationFailure",
-    "config_location",
-    "default_state_dir",
-    "describe_origin",
-    "load_config",
-    "parse_config",
-    "parse_listen",
-    "parse_nameserver",
-]

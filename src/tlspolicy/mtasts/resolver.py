@@ -37,7 +37,7 @@ async def connect_addresses(
     Raises:
         FetchError: ``dns`` (no address, or the lookups failed), ``private-address``.
     """
-    if _is_ip(host):  # a proxy named by its address (a policy host never is)
+    if is_ip(host):  # a proxy named by its address (a policy host never is)
         addresses = [host.strip("[]")]
     else:
         addresses = await _resolve(dns, host)
@@ -75,7 +75,8 @@ async def _resolve(dns: DnsClient, host: str) -> list[str]:
     return addresses
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """An IP address literal, bracketed or not (``[::1]``, ``192.0.2.1``)."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

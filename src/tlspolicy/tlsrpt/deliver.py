@@ -23,7 +23,6 @@ gives such a destination up at once instead of retrying it for a day.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 from typing import Any
@@ -34,7 +33,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tlspolicy import __version__
 from tlspolicy.dnsstub.client import DnsClient
 from tlspolicy.errors import DeliveryError, FetchError
-from tlspolicy.mtasts.resolver import connect_addresses
+from tlspolicy.mtasts.resolver import connect_addresses, is_ip
 
 PERMANENT_KINDS = frozenset({"private-address", "refused"})
 MAX_ERROR_CHARS = 300  # of a peer's error text kept in the deliveries table
@@ -76,7 +75,7 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        if _is_ip(host):
+        if is_ip(host):
             raise DeliveryError("refused", f"{host} is an IP address, not a host name")
         try:
             infos = await connect_addresses(
@@ -142,11 +141,3 @@ async def post_https(
         raise DeliveryError("connect", (str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]) from None
     except TimeoutError:
         raise DeliveryError("timeout", f"no answer within {limit_s:g} s") from None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
