@@ -7,14 +7,11 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
-import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 from tests.lab.dkimkey import DkimTestKey
 from tlspolicy.tlsrpt.aggregate import GroupCounts, PolicyKey
@@ -106,11 +103,7 @@ class Sys4Output:
 def sys4_reporter(tmp_path: Path, *, domain: str = OUR_DOMAIN) -> Sys4Output:
     """Run tlsrpt-reporter's report rendering and both deliveries in-process (its HTTP and
     sendmail commands are shell commands; here they write what they get to files)."""
-    tlsrpt = pytest.importorskip(
-        "tlsrpt_reporter.tlsrpt",
-        reason="tlsrpt-reporter (PyPI) is not installed: the dev group should have it",
-    )
-    mapping = sys.modules["tlsrpt_reporter.mapping"]
+    from tlsrpt_reporter import mapping, tlsrpt  # noqa: PLC0415 - the dev group has it
     day = "2026-06-02"
     mail_file, http_file = tmp_path / "sys4.eml", tmp_path / "sys4.json.gz"
     reportd = object.__new__(tlsrpt.TLSRPTReportd)
