@@ -104,6 +104,7 @@ def sys4_reporter(tmp_path: Path, *, domain: str = OUR_DOMAIN) -> Sys4Output:
     """Run tlsrpt-reporter's report rendering and both deliveries in-process (its HTTP and
     sendmail commands are shell commands; here they write what they get to files)."""
     from tlsrpt_reporter import mapping, tlsrpt  # noqa: PLC0415 - the dev group has it
+
     day = "2026-06-02"
     mail_file, http_file = tmp_path / "sys4.eml", tmp_path / "sys4.json.gz"
     reportd = object.__new__(tlsrpt.TLSRPTReportd)
